@@ -1,0 +1,21 @@
+"""The `frugate` command line. Each noun group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import cache, rag, router
+
+app = typer.Typer(
+    name="frugate",
+    help="frugate: an OpenAI-compatible LLM gateway for self-hosted vLLM pools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(router.app, name="router")
+app.add_typer(cache.app, name="cache")
+app.add_typer(rag.app, name="rag")
+
+
+def main() -> None:
+    app()

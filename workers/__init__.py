@@ -1,0 +1,1 @@
+"""Worker-side tools: the vLLM simulator and real vLLM pool launch configs."""
