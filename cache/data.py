@@ -1,0 +1,71 @@
+"""Labelled question pairs and the reproducible train/calib/dev split.
+
+Pairs are `{"a", "b", "duplicate"}`. The split is by connected component of the
+"appears in a pair with" graph over texts, so no question text is shared between
+splits (QQP reuses questions across pairs; a per-pair split would leak them).
+Each component goes to a split by sha256 of its smallest text: buckets 0-59 train,
+60-79 calib, 80-99 dev.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Pair", "load_pairs", "split_of", "split_pairs"]
+
+SPLITS = {"train": range(0, 60), "calib": range(60, 80), "dev": range(80, 100)}
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    a: str
+    b: str
+    duplicate: int
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    pairs = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                pairs.append(Pair(str(row["a"]), str(row["b"]), int(row["duplicate"])))
+    return pairs
+
+
+def _bucket(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % 100
+
+
+def split_of(pairs: Iterable[Pair]) -> list[str]:
+    """The split name of each pair (same order as `pairs`)."""
+    pairs = list(pairs)
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        ra, rb = find(p.a), find(p.b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # root = smallest text of the component
+    names = []
+    for p in pairs:
+        bucket = _bucket(find(p.a))
+        names.append(next(name for name, rng in SPLITS.items() if bucket in rng))
+    return names
+
+
+def split_pairs(pairs: list[Pair]) -> dict[str, list[Pair]]:
+    out: dict[str, list[Pair]] = {name: [] for name in SPLITS}
+    for p, name in zip(pairs, split_of(pairs), strict=True):
+        out[name].append(p)
+    return out
