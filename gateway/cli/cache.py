@@ -1,7 +1,139 @@
-"""`frugate cache ...` commands."""
+"""`frugate cache ...` commands: evaluate and rebuild the semantic cache verifier.
+
+Heavy imports (the embedder, faiss, sklearn) happen inside the commands so that
+`frugate --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="cache commands.", no_args_is_help=True)
+app = typer.Typer(
+    help="Semantic cache: evaluate the default policy, rebuild the verifier.",
+    no_args_is_help=True,
+)
+
+SHARED_PAIRS = Path("../shared/data/cache/qqp_pairs.jsonl")
+DEFAULT_EMBED_CACHE = Path(".cache/cache")
+Delta = Annotated[float, typer.Option(help="False-hit budget (δ) of the verifier.")]
+EmbedCache = Annotated[Path | None, typer.Option(help="Directory to cache embeddings in.")]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _embedder(embed_cache: Path | None) -> Any:
+    from cache.embcache import embed_cached
+    from embedder import MiniLMEmbedder
+
+    model = MiniLMEmbedder()
+    return lambda texts: embed_cached(model, texts, embed_cache)
+
+
+@app.command()
+def simulate(
+    entries: Annotated[Path, typer.Option(help='JSONL of {"id", "text"}: the cache entries.')],
+    queries: Annotated[Path, typer.Option(help='JSONL of {"id", "text"}: the lookups.')],
+    out: Annotated[Path, typer.Option(help='Output JSONL of {"query_id", "hit_id", "score"}.')],
+    delta: Delta = 0.01,
+    embed_cache: EmbedCache = None,
+) -> None:
+    """Look up queries against entries in a fresh cache, with the default policy.
+
+    Entries load into one scope; each query gets an exact lookup, then nearest
+    neighbour + verifier.
+
+    Example: frugate cache simulate --entries E.jsonl --queries Q.jsonl --out R.jsonl
+    """
+    from cache.evaluate import simulate as run
+
+    ents = _read_jsonl(entries)
+    qs = _read_jsonl(queries)
+    embed = _embedder(embed_cache)
+    ev = embed([str(e["text"]) for e in ents])
+    qv = embed([str(q["text"]) for q in qs])
+    results = run(
+        [(str(e["id"]), str(e["text"])) for e in ents],
+        ev,
+        [(str(q["id"]), str(q["text"])) for q in qs],
+        qv,
+        delta=delta,
+    )
+    with open(out, "w", encoding="utf-8") as fh:
+        for r in results:
+            row = {"query_id": r.query_id, "hit_id": r.hit_id, "score": round(r.score, 6)}
+            fh.write(json.dumps(row) + "\n")
+    hits = sum(r.hit_id is not None for r in results)
+    typer.echo(f"{len(results)} queries, {hits} hits -> {out}")
+
+
+@app.command("eval")
+def evaluate(
+    pairs: Annotated[Path, typer.Option(help='JSONL of {"a", "b", "duplicate"}.')],
+    split: Annotated[
+        str, typer.Option(help="all, or train/calib/dev: the documented split of the file.")
+    ] = "all",
+    delta: Delta = 0.01,
+    embed_cache: EmbedCache = None,
+) -> None:
+    """Print precision, recall and hit rate of the default policy on labelled pairs.
+
+    Every `a` is an entry, every `b` a query; a hit is right only if it is the query's
+    own `a` and the pair is a duplicate.
+
+    Example: frugate cache eval --pairs ../shared/data/cache/qqp_pairs.jsonl --split dev
+    """
+    from cache.data import load_pairs, split_pairs
+    from cache.evaluate import pair_report
+    from cache.evaluate import simulate as run
+
+    rows = load_pairs(pairs)
+    if split != "all":
+        rows = split_pairs(rows)[split]
+    embed = _embedder(embed_cache)
+    av = embed([p.a for p in rows])
+    bv = embed([p.b for p in rows])
+    results = run(
+        [(f"e{i}", p.a) for i, p in enumerate(rows)],
+        av,
+        [(f"q{i}", p.b) for i, p in enumerate(rows)],
+        bv,
+        delta=delta,
+    )
+    report = pair_report(
+        [p.a for p in rows], [p.duplicate for p in rows], [r.hit_id for r in results]
+    )
+    typer.echo(f"pairs      {report.pairs}")
+    typer.echo(f"duplicates {report.duplicates}")
+    typer.echo(f"hits       {report.hits}")
+    typer.echo(f"precision  {report.precision:.4f}")
+    typer.echo(f"recall     {report.recall:.4f}")
+    typer.echo(f"hit_rate   {report.hit_rate:.4f}")
+
+
+@app.command()
+def train(
+    pairs: Annotated[Path, typer.Option(help="Labelled pairs (split by cache.data).")] = (
+        SHARED_PAIRS
+    ),
+    out: Annotated[Path | None, typer.Option(help="Artifact (default: the bundled one).")] = None,
+    embed_cache: EmbedCache = DEFAULT_EMBED_CACHE,
+) -> None:
+    """Rebuild the verifier artifact (train split) and calibrate it (calib split).
+
+    The dev split is left untouched.
+
+    Example: frugate cache train --pairs ../shared/data/cache/qqp_pairs.jsonl
+    """
+    from cache.data import load_pairs
+    from cache.train import train_verifier
+    from cache.verify import DEFAULT_VERIFIER
+
+    figures = train_verifier(load_pairs(pairs), _embedder(embed_cache), out or DEFAULT_VERIFIER)
+    typer.echo(json.dumps(figures, indent=2))
