@@ -26,6 +26,11 @@ class BatchingEmbedder:
     def embed(self, texts: list[str]) -> Vectors:
         return self.inner.embed(texts)
 
+    async def embed_many(self, texts: list[str]) -> Vectors:
+        """Embed a list off the event loop, on the same thread as the micro-batches."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.inner.embed, texts)
+
     async def embed_one(self, text: str) -> np.ndarray:
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((text, fut))

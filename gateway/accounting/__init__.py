@@ -1,0 +1,1 @@
+"""Money: prices, budget periods, admission (rate limits + reservations), ledger, reports."""

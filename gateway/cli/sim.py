@@ -1,0 +1,7 @@
+"""`frugate sim-worker`: the vLLM simulator (register with `app.command("sim-worker")(sim_worker)`)."""
+
+from __future__ import annotations
+
+from workers.sim.cli import sim_worker
+
+__all__ = ["sim_worker"]

@@ -1,0 +1,293 @@
+"""The request pipeline: every model call goes through these stages, in this order.
+
+    1 authenticate   virtual key -> Principal (in-memory directory, no SQL)
+    2 admit          one atomic step: RPM/TPM windows + budget hold on key, team and tenant
+    3 embed          the last user turn, once, only when a later stage needs it
+    4 retrieve       RAG, if asked: top-k chunks of the tenant's collection
+    5 cache          exact, then semantic lookup in the caller's scope (key includes chunk ids)
+    6 ground         RAG: a grounding message with numbered sources joins the prompt
+    7 route          explicit model -> its pool; routing policy -> the router picks small/large
+    8 dispatch       a replica of the pool (power of two choices), retried before the first byte
+    9 relay          the upstream JSON or stream, passed through
+   10 settle         hold -> actual cost, ledger row, cache store (on every exit path)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.accounting.ledger import Record
+from gateway.catalog import Target
+from gateway.errors import ContextTooLong, FrugateError, InvalidRequest
+from gateway.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    FrugateControls,
+    parse_body,
+)
+from gateway.protocol.common import SamplingFields
+from gateway.relay import StreamRelay
+from gateway.responses import JSONBytes, SSEResponse
+from gateway.tenancy import Principal, authenticate
+from gateway.tokens import count_messages, count_text
+from gateway.upstream import Opened, Pool, open_request
+from gateway.usage import count_partial
+
+if TYPE_CHECKING:
+    from gateway.state import State
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP request as the pipeline sees it."""
+
+    request_id: str
+    endpoint: str  # chat | completions
+    body: bytes
+    headers: dict[str, str]
+    started: float  # time.perf_counter()
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+@dataclass(slots=True)
+class Job:
+    """What the stages learn about one request as it moves through them."""
+
+    call: Call
+    principal: Principal
+    req: SamplingFields
+    body: dict[str, Any]
+    target: Target
+    controls: FrugateControls
+    prompt_tokens: int
+    max_output: int
+    record: Record
+    query_text: str = ""
+    vector: Any = None
+    cache_keys: Any = None
+    chunks: list[Any] | None = None
+    citations: list[dict[str, Any]] | None = None
+    pool: Pool | None = None
+    dispatched_at: float = 0.0
+    overhead_ms: float | None = None
+
+
+class Pipeline:
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    async def run(self, call: Call) -> Any:
+        s = self.s
+        principal = authenticate(s.directory, call.authorization)  # 1 authenticate
+        job = self._prepare(call, principal)
+        extra = s.grounding.token_allowance(job) if s.grounding is not None else 0
+        estimate = s.meter.estimate([p.name for p in job.target.candidates(s.catalog)],
+                                    job.prompt_tokens + extra, job.max_output)
+        ticket = await s.meter.admit(principal, call.request_id, estimate,  # 2 admit
+                                     job.prompt_tokens + extra + job.max_output)
+        try:
+            if s.grounding is not None and s.grounding.wanted(job):
+                await s.grounding.retrieve(job, await self._vector(job))  # 3 embed, 4 retrieve
+            hit = await self._cached(job)  # 5 cache
+            if hit is not None:
+                return await self._serve_hit(job, ticket, hit)
+            if job.chunks:
+                s.grounding.ground(job)  # type: ignore[union-attr]  # 6 ground
+            job.pool = await self._route(job)  # 7 route
+            job.dispatched_at = time.perf_counter()
+            opened = await open_request(  # 8 dispatch
+                job.pool, _PATHS[call.endpoint], self._upstream_body(job),
+                stream=job.req.stream, settings=s.settings.upstream, request_id=call.request_id)
+        except BaseException as exc:
+            await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
+            raise
+        if job.req.stream:  # 9 relay (+ 10 settle when the stream ends)
+            return self._relay_stream(job, ticket, opened)
+        return await self._relay_json(job, ticket, opened)
+
+    async def _vector(self, job: Job) -> Any:
+        """The request's one embedding, computed on first use and shared by every stage."""
+        if job.vector is None:
+            job.vector = await self.s.embedder.embed_one(job.query_text)
+        return job.vector
+
+    async def _cached(self, job: Job) -> Any:
+        c = self.s.caching
+        if c is None or not c.eligible(job):
+            return None
+        hit = await c.lookup_exact(job)
+        if hit is None and c.semantic(job):
+            hit = await c.lookup_semantic(job, await self._vector(job))
+        return hit
+
+    async def _route(self, job: Job) -> Pool:
+        if job.target.pool is not None:
+            return job.target.pool
+        assert self.s.routing is not None, "routing policies need the router"
+        return self.s.routing.decide(job, await self._vector(job))
+
+    # -- stage helpers -------------------------------------------------------------------
+
+    def _prepare(self, call: Call, principal: Principal) -> Job:
+        s = self.s
+        if call.endpoint == "chat":
+            req: SamplingFields
+            req, body = parse_body(call.body, ChatCompletionRequest)
+            if len(req.messages) > s.settings.limits.max_messages:
+                raise InvalidRequest(
+                    f"Too many messages: {len(req.messages)} (at most "
+                    f"{s.settings.limits.max_messages}).", param="messages")
+            prompt_tokens = count_messages(body["messages"])
+        else:
+            req, body = parse_body(call.body, CompletionRequest)
+            prompt_tokens = count_text(req.prompt_text())
+        target = s.catalog.resolve(req.model, principal)
+        ceiling = s.settings.limits.max_tokens_ceiling
+        asked = req.output_limit()  # type: ignore[attr-defined]
+        if asked is not None and asked > ceiling:
+            raise InvalidRequest(f"max_tokens is too large: {asked} (at most {ceiling}).",
+                                 param="max_tokens", code="invalid_value")
+        biggest = max(p.config.max_context for p in target.candidates(s.catalog))
+        if prompt_tokens >= biggest:
+            raise ContextTooLong(
+                f"This model's maximum context length is {biggest} tokens; your prompt has about "
+                f"{prompt_tokens}.", param="messages")
+        max_output = min(asked or ceiling, ceiling, biggest - prompt_tokens) * req.n
+        now = datetime.now(UTC)
+        record = Record(
+            request_id=call.request_id, ts=now, tenant_id=principal.tenant_id,
+            team_id=principal.team_id, key_id=principal.key_id, endpoint=call.endpoint,
+            requested_model=req.model, end_user=req.user)
+        query = req.last_user_text() if isinstance(req, ChatCompletionRequest) \
+            else req.prompt_text()  # type: ignore[attr-defined]
+        return Job(call, principal, req, body, target, req.frugate or FrugateControls(),
+                   prompt_tokens, max_output, record, query_text=query)
+
+    def _upstream_body(self, job: Job) -> bytes:
+        body = job.body
+        body.pop("frugate", None)
+        assert job.pool is not None
+        body["model"] = job.pool.model
+        if job.req.stream:
+            opts = dict(body.get("stream_options") or {})
+            opts["include_usage"] = True  # always: billing needs the usage chunk
+            body["stream_options"] = opts
+        return orjson.dumps(body)
+
+    # -- relay + settle -------------------------------------------------------------------
+
+    async def _relay_json(self, job: Job, ticket: Any, opened: Opened) -> JSONBytes:
+        upstream_s = time.perf_counter() - job.dispatched_at
+        raw = opened.body
+        try:
+            payload = orjson.loads(raw)
+            usage = payload.get("usage") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            payload, usage = None, {}
+        rec = job.record
+        rec.served_model = payload.get("model") if isinstance(payload, dict) else None
+        _take_usage(rec, usage)
+        if job.citations is not None and isinstance(payload, dict):
+            payload["frugate"] = {"citations": job.citations}
+            raw = orjson.dumps(payload)
+        self._overhead(job, upstream_s)
+        await self._settle(job, ticket)
+        if self.s.caching is not None and isinstance(payload, dict):
+            self.s.caching.store(job, payload)
+        return JSONBytes(raw, headers=self._headers(job, cost=True))
+
+    def _relay_stream(self, job: Job, ticket: Any, opened: Opened) -> SSEResponse:
+        extra = {"citations": job.citations} if job.citations is not None else None
+        include_usage = bool(job.req.stream_options and job.req.stream_options.include_usage)
+        self._overhead(job, time.perf_counter() - job.dispatched_at)
+        relay = StreamRelay(opened, include_usage=include_usage,
+                            total_timeout_s=opened.pool.config.timeouts.total_s, extra_final=extra)
+
+        async def finish() -> None:
+            out = relay.outcome
+            rec = job.record
+            rec.served_model = out.model
+            if out.first_byte_at is not None:
+                rec.ttft_ms = (out.first_byte_at - job.call.started) * 1000
+            if out.usage is not None and out.status == "ok":
+                _take_usage(rec, out.usage)
+            else:  # aborted or broken: bill the prompt plus what was streamed
+                prompt, completion = await count_partial(opened, job.body, out.text(),
+                                                         job.prompt_tokens)
+                rec.prompt_tokens, rec.completion_tokens = prompt, completion
+            rec.status = out.status
+            rec.error_type = out.error.type if out.error is not None else None
+            await self._settle(job, ticket, streamed=True)
+            if out.status == "ok" and self.s.caching is not None:
+                self.s.caching.store_stream(job, out)
+
+        return SSEResponse(relay, headers=self._headers(job), on_close=finish)
+
+    async def _serve_hit(self, job: Job, ticket: Any, hit: Any) -> Any:
+        rec = job.record
+        rec.cache_status = "hit"
+        rec.pool = hit.pool
+        _take_usage(rec, hit.response.get("usage") or {})
+        self._overhead(job, 0.0)
+        await self._settle(job, ticket)
+        assert self.s.caching is not None
+        return self.s.caching.respond(job, hit, self._headers(job, cost=True))
+
+    async def _settle(self, job: Job, ticket: Any, error: BaseException | None = None,
+                      streamed: bool = False) -> None:
+        rec = job.record
+        rec.pool = rec.pool or (job.pool.name if job.pool else None)
+        rec.latency_ms = (time.perf_counter() - job.call.started) * 1000
+        if error is not None:
+            if isinstance(error, FrugateError):
+                rec.status, rec.error_type = "error", error.type
+            elif isinstance(error, asyncio.CancelledError):
+                rec.status, rec.error_type = "client_aborted", None
+            else:
+                rec.status, rec.error_type = "error", "server_error"
+            if rec.status == "client_aborted" and job.pool is not None:
+                rec.prompt_tokens = job.prompt_tokens  # prefill happened; nothing delivered
+        # Settlement must finish even when the request task is being cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self.s.meter.settle(ticket, rec))
+        self.s.metrics.observe(rec, job, streamed=streamed)
+
+    def _headers(self, job: Job, *, cost: bool = False) -> dict[str, str]:
+        rec = job.record
+        h = {"x-frugate-cache": rec.cache_status}
+        pool = rec.pool or (job.pool.name if job.pool else None)
+        if pool:
+            h["x-frugate-route"] = pool
+        if rec.route_score is not None:
+            h["x-frugate-route-score"] = f"{rec.route_score:.4f}"
+        if job.citations:
+            h["x-frugate-citations"] = str(len(job.citations))
+        if job.overhead_ms is not None:
+            h["x-frugate-overhead-ms"] = f"{job.overhead_ms:.3f}"
+        if cost:  # known only once settled (not for streams: headers go out first)
+            h["x-frugate-cost-usd"] = f"{rec.cost_micros / 1_000_000:.6f}"
+        return h
+
+    @staticmethod
+    def _overhead(job: Job, upstream_s: float) -> None:
+        job.overhead_ms = max(0.0, (time.perf_counter() - job.call.started - upstream_s) * 1000)
+
+
+_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+
+
+def _take_usage(rec: Record, usage: dict[str, Any]) -> None:
+    rec.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    rec.completion_tokens = int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    rec.cached_tokens = int(details.get("cached_tokens") or 0)

@@ -1,0 +1,160 @@
+"""Relaying an upstream vLLM stream to the client, untouched except where it must not be.
+
+Events pass through as bytes. Only three kinds are looked at: the usage chunk (kept for
+accounting, dropped if the client did not ask for it), an in-band error (normalised to the
+OpenAI error shape) and `[DONE]` (extra frugate fields are sent just before it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.errors import FrugateError, UpstreamError, UpstreamTimeout
+from gateway.sse import DONE, SEP, EventSplitter, data_of, frame
+from gateway.upstream.client import Opened, error_fields
+
+DRAIN_TIMEOUT_S = 2.0
+
+
+@dataclass
+class StreamOutcome:
+    """What happened to a relayed stream: the input of settlement."""
+
+    usage: dict[str, Any] | None = None
+    status: str = "ok"  # ok | client_aborted | upstream_error | timeout
+    error: FrugateError | None = None
+    first_byte_at: float | None = None
+    # Raw `data:` payloads of content chunks, kept to count tokens when usage never came.
+    payloads: list[bytes] = field(default_factory=list)
+    model: str | None = None
+
+    def text(self) -> str:
+        """Generated text received so far (all choices, content and tool-call arguments)."""
+        out: list[str] = []
+        for raw in self.payloads:
+            try:
+                chunk = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    out.append(delta["content"])
+                for call in delta.get("tool_calls") or ():
+                    args = (call.get("function") or {}).get("arguments")
+                    if args:
+                        out.append(args)
+                if choice.get("text"):
+                    out.append(choice["text"])
+        return "".join(out)
+
+
+class StreamRelay:
+    """Turns an opened upstream stream into client-bound SSE bytes, recording the outcome."""
+
+    def __init__(self, opened: Opened, *, include_usage: bool, total_timeout_s: float,
+                 extra_final: dict[str, Any] | None = None) -> None:
+        self.opened = opened
+        self.include_usage = include_usage
+        self.extra_final = extra_final
+        self.deadline = time.monotonic() + total_timeout_s
+        self.outcome = StreamOutcome()
+        self.client_gone = False
+        self._meta: tuple[str, int, str] | None = None  # id, created, model of the stream
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        splitter = EventSplitter()
+        out = self.outcome
+        try:
+            async with asyncio.timeout_at(_loop_deadline(self.deadline)) as self._timeout:
+                async for chunk in self.opened.chunks():
+                    if out.first_byte_at is None:
+                        out.first_byte_at = time.monotonic()
+                    send = []
+                    for event in splitter.feed(chunk):
+                        kept = self._inspect(event)
+                        if kept is not None:
+                            send.append(kept)
+                    if send and not self.client_gone:
+                        yield b"".join(send)
+        except TimeoutError:
+            if self.client_gone:
+                return
+            out.status, out.error = "timeout", UpstreamTimeout("The upstream stream timed out.")
+        except (httpx.HTTPError, OSError) as exc:
+            if self.client_gone:
+                return  # a drain ending in a closed connection is the expected end
+            out.status = "upstream_error"
+            out.error = UpstreamError(f"The upstream stream broke off: {type(exc).__name__}.")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.opened.aclose())
+        if self.client_gone:
+            return
+        if out.error is not None:
+            yield frame(out.error.body()) + DONE
+            return
+        tail = b""
+        if self.extra_final is not None and self._meta is not None:
+            sid, created, model = self._meta
+            tail = frame({"id": sid, "object": "chat.completion.chunk", "created": created,
+                          "model": model, "choices": [], "frugate": self.extra_final})
+        yield tail + DONE
+
+    def _inspect(self, event: bytes) -> bytes | None:
+        """Return the bytes to forward for one event (None to drop it)."""
+        data = data_of(event)
+        if data is None:
+            return event + SEP  # comments / keep-alives pass through
+        if data == b"[DONE]":
+            return None  # sent by us at the end, after any extra frames
+        out = self.outcome
+        if data.startswith(b'{"error"') or (b'"error"' in data[:40] and b'"choices"' not in data):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                message, param, code = error_fields(orjson.loads(data))
+                out.status = "upstream_error"
+                out.error = UpstreamError(message, param=param, code=code)
+                return None
+        if b'"usage":{' in data or b'"usage": {' in data:
+            chunk = orjson.loads(data)
+            usage = chunk.get("usage")
+            if usage:
+                out.usage = usage
+            if not chunk.get("choices"):
+                self._remember(chunk)
+                return event + SEP if self.include_usage else None
+        if self._meta is None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self._remember(orjson.loads(data))
+        out.payloads.append(data)
+        return event + SEP
+
+    def _remember(self, chunk: dict[str, Any]) -> None:
+        if self._meta is None:
+            self._meta = (str(chunk.get("id", "")), int(chunk.get("created", 0)),
+                          str(chunk.get("model", "")))
+            self.outcome.model = self._meta[2]
+
+    async def client_disconnected(self) -> None:
+        """Abort upstream but keep reading until it stops, so billing sees every token."""
+        self.client_gone = True
+        self.outcome.status = "client_aborted"
+        self.deadline = min(self.deadline, time.monotonic() + DRAIN_TIMEOUT_S)
+        if self._timeout is not None:
+            self._timeout.reschedule(_loop_deadline(self.deadline))
+        await self.opened.half_close()
+
+
+def _loop_deadline(deadline: float) -> float:
+    """Convert a time.monotonic() deadline to the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

@@ -1,0 +1,65 @@
+"""ASGI responses for the OpenAI surface: pre-encoded JSON and the relayed SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.relay import StreamRelay
+
+log = logging.getLogger("frugate.relay")
+
+
+class JSONBytes(Response):
+    """JSON that is already encoded (upstream bytes are passed through, not re-serialised)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, status_code: int = 200,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(content, status_code=status_code, headers=headers)
+
+
+class SSEResponse:
+    """Streams a relay to the client; a disconnect aborts upstream; `on_close` always runs."""
+
+    def __init__(self, relay: StreamRelay, headers: Mapping[str, str],
+                 on_close: Callable[[], Awaitable[None]]) -> None:
+        self.relay = relay
+        self.headers = headers
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                   (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for data in self.relay:
+                try:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                except OSError:
+                    await self.relay.client_disconnected()
+            if not self.relay.client_gone:
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            try:
+                await asyncio.shield(self.on_close())
+            except Exception:
+                log.exception("settling a stream failed")
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.relay.client_gone:
+                    await self.relay.client_disconnected()
+                return

@@ -1,0 +1,129 @@
+"""The one state object of a gateway process, built by the app's lifespan.
+
+Everything request handlers use hangs off this object; there are no module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from embedder import BatchingEmbedder, Embedder
+from gateway.accounting.admission import Admission
+from gateway.accounting.ledger import BatchWriter
+from gateway.accounting.memory import MemoryAdmission
+from gateway.accounting.meter import Meter
+from gateway.accounting.prices import ModelPrice
+from gateway.catalog import Catalog
+from gateway.config import Settings
+from gateway.metrics import Metrics
+from gateway.storage import connect, create_schema
+from gateway.tenancy import Directory
+from gateway.upstream import Monitor, Pool
+
+log = logging.getLogger("frugate")
+
+
+@dataclass
+class State:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    directory: Directory
+    pools: dict[str, Pool]
+    catalog: Catalog
+    admission: Admission
+    ledger: BatchWriter
+    meter: Meter
+    monitor: Monitor
+    metrics: Metrics
+    embedder: BatchingEmbedder
+    redis: Any = None
+    caching: Any = None  # gateway.caching.Caching once wired
+    grounding: Any = None  # gateway.grounding.Grounding once wired
+    routing: Any = None  # gateway.routing.Routing once wired
+    pipeline: Any = None  # gateway.pipeline.Pipeline
+    embeddings: Any = None  # gateway.embeddings.EmbeddingsServing
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def models_listing(self, principal: Any) -> bytes:
+        import orjson
+
+        data = []
+        for name, pool in self.catalog.listed():
+            if not principal.may_use(name) and not (pool and principal.may_use(pool.name)):
+                continue
+            if pool is None:
+                pol = self.catalog.policies[name]
+                ctx = min(self.pools[pol.small].config.max_context,
+                          self.pools[pol.large].config.max_context)
+                extra = {"kind": "routing_policy", "pools": [pol.small, pol.large]}
+            else:
+                ctx, extra = pool.config.max_context, {"kind": pool.config.kind, "pool": pool.name}
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "frugate",
+                         "max_model_len": ctx, "frugate": extra})
+        for name in self.embeddings.model_names():
+            if all(d["id"] != name for d in data) and principal.may_use(name):
+                data.append({"id": name, "object": "model", "created": 0, "owned_by": "frugate",
+                             "frugate": {"kind": "embedding"}})
+        return orjson.dumps({"object": "list", "data": data})
+
+
+def _baseline(settings: Settings) -> str | None:
+    if settings.routing.baseline_pool:
+        return settings.routing.baseline_pool
+    chat = [p for p in settings.pools if p.kind == "chat"]
+    if not chat:
+        return None
+    return max(chat, key=lambda p: (p.price.output, p.price.input)).name
+
+
+async def build_state(settings: Settings, embedder: Embedder | None = None) -> State:
+    engine, sessions = connect(settings.sqlalchemy_url)
+    await create_schema(engine)
+    directory = Directory(sessions)
+    await directory.reload_all()
+    pools = {c.name: Pool(c) for c in settings.pools}
+    catalog = Catalog(list(pools.values()), settings.routing.policies)
+    admission: Admission = MemoryAdmission()
+    ledger = BatchWriter(sessions)
+    config_prices = {c.name: ModelPrice.from_config(c.price) for c in settings.pools}
+    meter = Meter(admission, directory, ledger, config_prices, _baseline(settings))
+    monitor = Monitor(pools.values(), settings.upstream)
+    metrics = Metrics(pools.values())
+    if embedder is None:
+        from embedder import MiniLMEmbedder
+
+        embedder = await asyncio.to_thread(MiniLMEmbedder)
+    state = State(settings, engine, sessions, directory, pools, catalog, admission, ledger,
+                  meter, monitor, metrics, BatchingEmbedder(embedder))
+    from gateway.embeddings import EmbeddingsServing
+    from gateway.pipeline import Pipeline
+
+    state.pipeline = Pipeline(state)
+    state.embeddings = EmbeddingsServing(state)
+    ledger.start()
+    monitor.start()
+    state.ready.set()
+    return state
+
+
+async def close_state(state: State) -> None:
+    for t in state._tasks:
+        t.cancel()
+    for t in state._tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    await state.monitor.stop()
+    await state.ledger.stop()
+    await state.admission.close()
+    for pool in state.pools.values():
+        await pool.aclose()
+    state.embedder.close()
+    await state.engine.dispose()

@@ -1,0 +1,201 @@
+"""Sending a request to a pool: replica choice, retries before the first byte, error mapping.
+
+httpx exceptions and upstream error bodies are turned into `gateway.errors` here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.config import Upstream as UpstreamSettings
+from gateway.errors import (
+    FrugateError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_for_status,
+)
+from gateway.upstream.pool import Pool
+from gateway.upstream.replica import Replica
+
+log = logging.getLogger("frugate.upstream")
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class Opened:
+    """An upstream response whose status is 2xx and whose first bytes have arrived."""
+
+    pool: Pool
+    replica: Replica
+    response: httpx.Response
+    attempts: int
+    # Non-streaming: the whole body. Streaming: the first raw chunk (`chunks()` yields all).
+    body: bytes = b""
+    _iter: AsyncIterator[bytes] | None = field(default=None, repr=False)
+    _released: bool = field(default=False, repr=False)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.body:
+            yield self.body
+        if self._iter is not None:
+            async for chunk in self._iter:
+                yield chunk
+
+    async def half_close(self) -> None:
+        """Tell the replica we are gone (it aborts the request) but keep reading what it sent.
+
+        vLLM notices EOF on the request stream as a disconnect and aborts the sequence; the
+        tokens it already wrote still reach us, so what we bill equals what it generated.
+        """
+        stream = self.response.extensions.get("network_stream")
+        inner = getattr(stream, "_stream", None)
+        send_eof = getattr(inner, "send_eof", None)
+        if send_eof is None:
+            await self.aclose()
+            return
+        try:
+            await send_eof()
+        except Exception:  # the connection may already be gone
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+        self.release()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.replica.in_flight -= 1
+
+
+async def open_request(
+    pool: Pool,
+    path: str,
+    body: bytes,
+    *,
+    stream: bool,
+    settings: UpstreamSettings,
+    request_id: str,
+) -> Opened:
+    """Send `body` to a replica of `pool`, retrying elsewhere while nothing reached the client.
+
+    Connect errors, 5xx/429, dropped connections and first-byte timeouts are retried on another
+    replica (bounded, with backoff); 4xx answers are the client's problem and are raised at once.
+    """
+    tried: list[Replica] = []
+    last: FrugateError | None = None
+    headers = {"content-type": "application/json", "x-request-id": request_id}
+    for attempt in range(settings.retries + 1):
+        replica = pool.pick(exclude=tried)
+        if replica is None:
+            break
+        if attempt:
+            await asyncio.sleep(settings.retry_backoff_ms / 1000 * (2 ** (attempt - 1)))
+        tried.append(replica)
+        replica.in_flight += 1
+        opened: Opened | None = None
+        try:
+            req = pool.client.build_request("POST", replica.url + path, content=body,
+                                            headers=headers)
+            resp = await pool.client.send(req, stream=True)
+            opened = Opened(pool, replica, resp, attempt + 1)
+            if resp.status_code >= 400:
+                err_body = await resp.aread()
+                await opened.aclose()
+                err = upstream_error(resp.status_code, err_body)
+                if resp.status_code not in _RETRYABLE_STATUS:
+                    replica.record_success()  # the replica is fine; the request is not
+                    raise err
+                _fail(replica, settings, f"HTTP {resp.status_code}")
+                last = err
+                continue
+            if stream:
+                it = resp.aiter_raw()
+                opened._iter = it
+                opened.body = await anext(it, b"")
+            else:
+                opened.body = await resp.aread()
+                await resp.aclose()
+                opened.release()
+            replica.record_success()
+            return opened
+        except FrugateError:
+            raise
+        except httpx.TimeoutException as exc:
+            connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            kind = "connect" if connect else "read"
+            _fail(replica, settings, f"{kind} timeout")
+            last = UpstreamTimeout(f"The upstream model server in pool '{pool.name}' timed out.")
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                httpx.WriteError) as exc:
+            hard = isinstance(exc, httpx.ConnectError)
+            _fail(replica, settings, f"{type(exc).__name__}: {exc}", hard=hard)
+            last = UpstreamUnavailable(
+                f"The upstream model server in pool '{pool.name}' is unavailable."
+            )
+        except BaseException:
+            if opened is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(opened.aclose())
+            else:
+                replica.in_flight -= 1
+            raise
+        if opened is not None:
+            await opened.aclose()
+        else:
+            replica.in_flight -= 1
+    if last is None:
+        last = UpstreamUnavailable(f"No healthy replica is available in pool '{pool.name}'.",
+                                   retry_after=1)
+    raise last
+
+
+def _fail(replica: Replica, settings: UpstreamSettings, reason: str, hard: bool = False) -> None:
+    if replica.record_failure(reason, threshold=settings.eject_after_failures,
+                              base_s=settings.eject_base_s, max_s=settings.eject_max_s, hard=hard):
+        log.warning("ejected replica %s of pool %s: %s", replica.url, replica.pool, reason)
+
+
+def error_fields(payload: Any) -> tuple[str, str | None, str | None]:
+    """(message, param, code) from any error shape vLLM or a proxy may send."""
+    if isinstance(payload, dict):
+        inner = payload.get("error", payload)
+        if isinstance(inner, dict):
+            msg = inner.get("message") or inner.get("detail") or inner.get("msg")
+            if msg is not None:
+                code = inner.get("code")
+                param = inner.get("param")
+                return (str(msg), None if param is None else str(param),
+                        None if code is None or isinstance(code, int) else str(code))
+        if isinstance(inner, str):
+            return inner, None, None
+        detail = payload.get("detail")
+        if detail is not None:
+            text = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
+            return text, None, None
+    if isinstance(payload, str):
+        return payload, None, None
+    return "The upstream model server returned an error.", None, None
+
+
+def upstream_error(status: int, raw: bytes) -> FrugateError:
+    """Normalise an upstream error response (JSON of any shape, or plain text)."""
+    try:
+        payload: Any = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        payload = raw.decode("utf-8", "replace").strip()[:500] or None
+    message, param, code = error_fields(payload)
+    if status >= 500 or status in (401, 403):
+        # Don't leak upstream internals (or that our upstream credentials are wrong) verbatim.
+        return UpstreamError(f"The upstream model server failed (HTTP {status}): {message}"[:1000])
+    return error_for_status(status, message[:1000], param=param, code=code)
