@@ -113,7 +113,7 @@ def pair_features(query: str, cached: str, cosine: float) -> npt.NDArray[np.floa
             _jaccard(sq, sc),
             _jaccard(cq, cc),
             2 * len(c3q & c3c) / max(len(c3q) + len(c3c), 1),
-            SequenceMatcher(None, " ".join(tq), " ".join(tc), autojunk=False).ratio(),
+            SequenceMatcher(None, tq, tc, autojunk=False).ratio(),
             min(lq, lc) / max(lq, lc, 1),
             abs(len(tq) - len(tc)),
             min(unmatched_q, unmatched_c),

@@ -65,7 +65,7 @@ class ResponseCache:
 
     async def open(self) -> None:
         await self.store.open(_IndexListener(self.index, self.metrics))
-        self.metrics.entries = len(self.index)
+        self.metrics.entries = await self.store.count()
 
     async def close(self) -> None:
         await self.store.close()
@@ -151,19 +151,19 @@ class ResponseCache:
         )
         await self.store.put(entry)
         self.metrics.stores += 1
-        self.metrics.entries = len(self.index)
+        self.metrics.entries = await self.store.count()
         return entry.entry_id
 
     async def purge(self, tenant: str, team: str | None = None, model: str | None = None) -> int:
         """Delete a tenant's entries (optionally one team's, one model's); returns how many."""
         n = await self.store.purge(tenant, team, model)
-        self.metrics.entries = len(self.index)
+        self.metrics.entries = await self.store.count()
         return n
 
     async def expire(self) -> int:
         n = await self.store.expire()
         self.index.remove(self.index.expired(self.clock()))
-        self.metrics.entries = len(self.index)
+        self.metrics.entries = await self.store.count()
         return n
 
 
