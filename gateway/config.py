@@ -151,6 +151,8 @@ class Settings(_Model):
     routing: Routing = Routing()
     logging: Logging = Logging()
     cors_origins: list[str] = []
+    # Embedded default: create a default tenant/team and a demo key on first start.
+    demo_key: bool = False
 
     @model_validator(mode="after")
     def _check_names(self) -> Settings:
@@ -179,6 +181,14 @@ class Settings(_Model):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'frugate.db'}"
+
+
+DEFAULT_CONFIG = "configs/frugate.yaml"
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The config file to use: explicit, else $FRUGATE_CONFIG, else the embedded default."""
+    return Path(explicit or os.environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

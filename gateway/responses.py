@@ -25,19 +25,24 @@ class JSONBytes(Response):
         super().__init__(content, status_code=status_code, headers=headers)
 
 
-class SSEResponse:
+class SSEResponse(Response):
     """Streams a relay to the client; a disconnect aborts upstream; `on_close` always runs."""
+
+    media_type = "text/event-stream"
 
     def __init__(self, relay: StreamRelay, headers: Mapping[str, str],
                  on_close: Callable[[], Awaitable[None]]) -> None:
+        self.status_code = 200
+        self.background = None
         self.relay = relay
-        self.headers = headers
+        self.extra_headers = headers
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        headers += [(k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in self.extra_headers.items()]
         watcher = asyncio.ensure_future(self._watch(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import cache, rag, router
+from gateway.cli import cache, rag, router, serve, sim
 
 app = typer.Typer(
     name="frugate",
     help="frugate: an OpenAI-compatible LLM gateway for self-hosted vLLM pools.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
+app.command("serve")(serve.serve)
+app.command("check-config")(serve.check_config)
+app.command("sim-worker")(sim.sim_worker)
 app.add_typer(router.app, name="router")
 app.add_typer(cache.app, name="cache")
 app.add_typer(rag.app, name="rag")
