@@ -1,4 +1,7 @@
-"""`frugate sim-worker`: the vLLM simulator (register with `app.command("sim-worker")(sim_worker)`)."""
+"""`frugate sim-worker`: the vLLM simulator.
+
+Register with `app.command("sim-worker")(sim.sim_worker)`.
+"""
 
 from __future__ import annotations
 
