@@ -11,10 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.workers.sim_fixtures import sim, timed
 from workers.sim import SimServer
-
-__all__ = ["sim", "timed"]  # fixtures
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Write a long story."}]
 
@@ -177,30 +174,23 @@ def test_unhealthy_flag(sim: SimServer) -> None:
     assert httpx.get(sim.url + "/health").status_code == 200
 
 
-def test_crash_exits_the_process_and_restart_reuses_the_port() -> None:
+def test_kill_crash_and_restart_on_the_same_port() -> None:
+    body = {"model": "sim-model", "messages": MESSAGES, "max_tokens": 2}
     with SimServer(profile="fast") as server:
         port = server.port
-        server.faults(crash=True)
-        wait_for(lambda: not server.alive, timeout=2.0)
+        server.kill()  # SIGKILL, as failover tests do
+        assert not server.alive
         with pytest.raises(httpx.TransportError):
             httpx.get(server.url + "/health", timeout=1)
         server.start()
-        assert server.port == port and httpx.get(server.url + "/health").status_code == 200
-
-
-def test_crash_after_n_requests() -> None:
-    with SimServer(profile="fast", crash_after=2) as server:
-        body = {"model": "sim-model", "messages": MESSAGES, "max_tokens": 2}
+        assert server.port == port
+        server.faults(crash=True)  # the process exits by itself
+        wait_for(lambda: not server.alive, timeout=2.0)
+        server.start()
+        received = server.stats()["received"]
+        server.faults(crash_after=received + 2)  # what --crash-after N sets at start-up
         for _ in range(2):
             assert httpx.post(server.url + "/v1/chat/completions", json=body).status_code == 200
         with pytest.raises(httpx.TransportError):
             httpx.post(server.url + "/v1/chat/completions", json=body, timeout=2)
         wait_for(lambda: not server.alive, timeout=2.0)
-
-
-def test_kill_for_failover_tests() -> None:
-    with SimServer(profile="fast") as server:
-        server.kill()
-        assert not server.alive
-        with pytest.raises(httpx.TransportError):
-            httpx.get(server.url + "/health", timeout=1)

@@ -1,4 +1,4 @@
-"""Fixtures for the simulator tests (imported by the test modules that use them)."""
+"""Fixtures for the simulator tests: engines on a virtual clock, simulator subprocesses."""
 
 from __future__ import annotations
 
@@ -52,15 +52,22 @@ def harness(sim_planner: Planner) -> Callable[..., EngineHarness]:
     return build
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sim() -> Iterator[SimServer]:
-    """A fast, seeded simulator shared by a test module."""
+    """A fast, seeded simulator shared by the session (tests reset the faults they set)."""
     with SimServer(model="sim-model", profile="fast", seed=11) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def timed() -> Iterator[SimServer]:
     """A simulator with real step times: 10 ms prefill, 20 ms per decode step, 4 seqs."""
     with SimServer(profile="fast", ttft_ms=10, itl_ms=20, max_num_seqs=4, seed=5) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def spec_sim() -> Iterator[SimServer]:
+    """A fast simulator that speculates: k=4 drafts, 0.6 acceptance."""
+    with SimServer(profile="fast", spec_k=4, spec_alpha=0.6, seed=3) as server:
         yield server

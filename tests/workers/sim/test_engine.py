@@ -6,10 +6,6 @@ import itertools
 import statistics
 from typing import Any
 
-from tests.workers.sim_fixtures import harness, sim_planner
-
-__all__ = ["harness", "sim_planner"]  # fixtures
-
 TIMED = {"itl_ms": 10.0, "batch_ms_per_token": 0.5, "ttft_ms": 20.0, "prefill_ms_per_token": 0.1}
 
 
