@@ -12,15 +12,28 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qs
 
 import orjson
 
-from workers.sim.config import Faults, SimConfig
-from workers.sim.engine import Engine, Job
-from workers.sim.ledger import Stats, UsageLedger, UsageRecord
+from workers.sim.asgi import (
+    SSE,
+    ClientGone,
+    Handler,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_bytes,
+    send_json,
+)
+from workers.sim.config import SimConfig
+from workers.sim.control import ControlRoutes, json_body
+from workers.sim.engine import Engine
+from workers.sim.ledger import UsageRecord
 from workers.sim.plans import Planner
 from workers.sim.protocol import (
     ApiError,
@@ -31,72 +44,15 @@ from workers.sim.protocol import (
     parse_completion,
 )
 from workers.sim.responses import StreamWriter, chat_response, completion_response
+from workers.sim.sequences import Job
 from workers.sim.tokenizer import Tokenizer
 
-Scope = Mapping[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 Parser = Callable[[Mapping[str, Any], ParseContext, "str | None"], GenRequest]
 
-JSON: Final = [(b"content-type", b"application/json")]
-SSE: Final = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-]
 METRICS_TYPE: Final = b"text/plain; version=0.0.4; charset=utf-8"
-CRASH_DELAY_S: Final = 0.05
 SIM_VERSION: Final = "0.0.0+frugate.sim"
 
 logger = logging.getLogger("workers.sim")
-
-
-class ClientGone(Exception):
-    """The client disconnected while the request body was being read."""
-
-
-async def read_body(receive: Receive) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    chunks = [body]
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", b"%d" % len(body))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_json(
-    send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send_bytes(send, status, orjson.dumps(data), JSON + extra if extra else JSON)
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class SimApp:
@@ -109,6 +65,7 @@ class SimApp:
         self.engine = Engine(config, self.planner)
         self.ctx = ParseContext([config.model], config.max_model_len, self.tokenizer, config.output)
         self.started = int(time.time())
+        control = ControlRoutes(self.engine, config)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
@@ -118,11 +75,11 @@ class SimApp:
             ("GET", "/metrics"): self.metrics,
             ("POST", "/tokenize"): self.tokenize,
             ("POST", "/detokenize"): self.detokenize,
-            ("GET", "/sim/faults"): self.get_faults,
-            ("POST", "/sim/faults"): self.set_faults,
-            ("GET", "/sim/stats"): self.stats,
-            ("GET", "/sim/usage"): self.usage,
-            ("POST", "/sim/reset"): self.reset,
+            ("GET", "/sim/faults"): control.get_faults,
+            ("POST", "/sim/faults"): control.set_faults,
+            ("GET", "/sim/stats"): control.stats,
+            ("GET", "/sim/usage"): control.usage,
+            ("POST", "/sim/reset"): control.reset,
         }
         self._paths = {path for _, path in self._routes}
 
@@ -202,9 +159,7 @@ class SimApp:
         finally:
             stats.in_flight -= 1
 
-    async def _instant(
-        self, job: Job, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _instant(self, job: Job, receive: Receive, send: Send, extra: Headers) -> None:
         """The `fast` path: no scheduler, each stream written in as few sends as possible."""
         engine = self.engine
         loop = asyncio.get_running_loop()
@@ -226,7 +181,11 @@ class SimApp:
                     if not started:
                         started = True
                         await send(
-                            {"type": "http.response.start", "status": 200, "headers": SSE + extra}
+                            {
+                                "type": "http.response.start",
+                                "status": 200,
+                                "headers": [*SSE, *extra],
+                            }
                         )
                         data = writer.start() + data
                     if job.finished:
@@ -256,9 +215,7 @@ class SimApp:
         except TimeoutError:
             return False
 
-    async def _scheduled(
-        self, job: Job, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _scheduled(self, job: Job, receive: Receive, send: Send, extra: Headers) -> None:
         """Timed modes: the engine loop produces tokens; this handler relays them."""
         engine = self.engine
         engine.submit(job)
@@ -268,7 +225,9 @@ class SimApp:
                 writer = StreamWriter(
                     job, self.config.prompt_tokens_details, self.planner.corpus.words
                 )
-                await send({"type": "http.response.start", "status": 200, "headers": SSE + extra})
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [*SSE, *extra]}
+                )
                 await send(
                     {"type": "http.response.body", "body": writer.start(), "more_body": True}
                 )
@@ -297,7 +256,7 @@ class SimApp:
         finally:
             watcher.cancel()
 
-    async def _send_final(self, job: Job, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+    async def _send_final(self, job: Job, send: Send, extra: Headers) -> None:
         job.responded = True
         if job.error is not None:
             self.engine.record(job, "error")
@@ -362,26 +321,13 @@ class SimApp:
         body = self.engine.render_metrics().encode()
         await send_bytes(send, 200, body, [(b"content-type", METRICS_TYPE)])
 
-    async def _json_body(self, receive: Receive, send: Send) -> dict[str, Any] | None:
-        try:
-            body = orjson.loads(await read_body(receive) or b"{}")
-        except ClientGone:
-            return None
-        except orjson.JSONDecodeError as exc:
-            await send_json(send, 400, error_body(f"JSON decode error: {exc}", 400))
-            return None
-        if not isinstance(body, dict):
-            await send_json(send, 400, error_body("the request body must be a JSON object", 400))
-            return None
-        return body
-
     def _check_model(self, body: Mapping[str, Any]) -> None:
         model = body.get("model")
         if model not in (None, "", self.config.model):
             raise ApiError(f"The model `{model}` does not exist.", status=404, param="model")
 
     async def tokenize(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._json_body(receive, send)
+        body = await json_body(receive, send)
         if body is None:
             return
         try:
@@ -414,7 +360,7 @@ class SimApp:
         )
 
     async def detokenize(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._json_body(receive, send)
+        body = await json_body(receive, send)
         if body is None:
             return
         tokens = body.get("tokens")
@@ -430,92 +376,3 @@ class SimApp:
             await send_json(send, 400, error_body(f"invalid token id: {exc}", 400, "tokens"))
             return
         await send_json(send, 200, {"prompt": text})
-
-    # -- /sim control routes ---------------------------------------------------------------
-
-    async def get_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        await send_json(send, 200, self.engine.faults.to_dict(loop.time()))
-
-    async def set_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._json_body(receive, send)
-        if body is None:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            crash = apply_faults(self.engine.faults, body, loop.time())
-        except (TypeError, ValueError) as exc:
-            await send_json(send, 400, error_body(str(exc), 400))
-            return
-        self.engine.wake()
-        await send_json(send, 200, self.engine.faults.to_dict(loop.time()))
-        if crash:
-            logger.warning("crash requested through /sim/faults: exiting")
-            loop.call_later(CRASH_DELAY_S, os._exit, 1)
-
-    async def stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        engine = self.engine
-        data: dict[str, Any] = engine.stats.to_dict()
-        data.update(
-            running=engine.num_running,
-            waiting=engine.num_waiting,
-            kv_cache_usage=engine.kv_usage,
-            model=self.config.model,
-            profile=self.config.profile,
-            pid=os.getpid(),
-        )
-        await send_json(send, 200, data)
-
-    async def usage(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = parse_qs(scope.get("query_string", b"").decode())
-        limit = int(query.get("limit", ["100"])[0])
-        request_id = query.get("id", [None])[0]
-        await send_json(send, 200, self.engine.ledger.to_dict(limit, request_id))
-
-    async def reset(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Forget stats, usage and faults (Prometheus counters stay monotonic, as in vLLM)."""
-        engine = self.engine
-        in_flight = engine.stats.in_flight
-        engine.stats = Stats(in_flight=in_flight)
-        engine.ledger = UsageLedger()
-        engine.faults = Faults.from_config(self.config)
-        engine.faults.crash_after = None
-        engine.wake()
-        await send_json(send, 200, {"reset": True})
-
-
-FAULT_FIELDS: Final = {
-    "error_rate": float,
-    "error_status": int,
-    "midstream_error_rate": float,
-    "stall_rate": float,
-    "stall_ms": float,
-    "stall_after_tokens": int,
-    "unhealthy": bool,
-}
-
-
-def apply_faults(faults: Faults, body: Mapping[str, Any], now: float) -> bool:
-    """Apply a /sim/faults body; returns True when the caller asked for a crash."""
-    if body.get("reset"):
-        fresh = Faults()
-        for name in FAULT_FIELDS:
-            setattr(faults, name, getattr(fresh, name))
-        faults.crash_after = None
-        faults.freeze_until = 0.0
-    for name, kind in FAULT_FIELDS.items():
-        if name in body:
-            value = body[name]
-            if kind is bool:
-                setattr(faults, name, bool(value))
-            else:
-                setattr(faults, name, kind(value))
-    for name in ("error_rate", "midstream_error_rate", "stall_rate"):
-        if not 0.0 <= getattr(faults, name) <= 1.0:
-            raise ValueError(f"{name} must be between 0 and 1")
-    if "crash_after" in body:
-        value = body["crash_after"]
-        faults.crash_after = None if value is None else int(value)
-    if "freeze_ms" in body:
-        faults.freeze_until = now + float(body["freeze_ms"]) / 1000.0
-    return bool(body.get("crash"))

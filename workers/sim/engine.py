@@ -12,104 +12,21 @@ import asyncio
 import contextlib
 import math
 import random
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Final
 
 from workers.sim.config import Faults, SimConfig
+from workers.sim.kvcache import PrefixCache
 from workers.sim.ledger import Stats, UsageLedger, UsageRecord
 from workers.sim.metrics import EngineMetrics
-from workers.sim.plans import Plan, Planner
+from workers.sim.plans import Planner
 from workers.sim.protocol import GenRequest
+from workers.sim.sequences import Job, Seq, Step
 
 # Timer jitter the scheduler absorbs by starting the next step at the previous deadline.
 CATCH_UP_S: Final = 0.005
 FOREVER: Final = math.inf
 MIDSTREAM_ERROR: Final = "Simulated engine failure during generation."
-
-
-@dataclass(slots=True, eq=False)
-class Seq:
-    """One generated choice of a request (vLLM schedules each of the n choices separately)."""
-
-    job: Job
-    index: int
-    plan: Plan
-    prompt_ids: list[int]
-    limit: int  # tokens this sequence will produce (the plan, cut by an injected failure)
-    to_prefill: int  # tokens to compute before the next token (grows after a preemption)
-    rng: random.Random  # seeded per choice when the request has a seed, else the engine's
-    computed: int = 0
-    emitted: int = 0
-    sent: int = 0  # tokens the HTTP handler has written
-    done: bool = False
-    admitted: bool = False
-    blocks: int = 0
-    cached_tokens: int = 0
-    fail: bool = False  # an injected failure ends the sequence at `limit`
-    stall_after: int | None = None
-    stall_ms: float = 0.0
-    stall_until: float = 0.0
-    t_admit: float = 0.0
-    t_first: float | None = None
-    t_last: float = 0.0
-    boundaries: list[int] | None = None  # step ends, kept in instant mode for streaming
-
-
-@dataclass(slots=True, eq=False)
-class Job:
-    """A request in the engine, with the event its HTTP handler waits on."""
-
-    req: GenRequest
-    seqs: list[Seq]
-    t_arrival: float
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    aborted: bool = False
-    error: str | None = None
-    stall_wait: float | None = None  # instant mode: the handler must wait this long (ms)
-    responded: bool = False  # the last byte is on its way: a disconnect is no abort any more
-    recorded: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.aborted or self.error is not None or all(s.done for s in self.seqs)
-
-
-@dataclass(slots=True)
-class Step:
-    """One engine iteration: prompt chunks to prefill, sequences to decode, modelled time (s)."""
-
-    prefill: list[tuple[Seq, int]]
-    decode: list[Seq]
-    duration: float
-
-
-class PrefixCache:
-    """Automatic prefix caching over full blocks, with LRU eviction (hash chain like vLLM)."""
-
-    def __init__(self, capacity_blocks: int, block_size: int) -> None:
-        self._blocks: OrderedDict[int, None] = OrderedDict()
-        self._capacity = capacity_blocks
-        self._size = block_size
-
-    def lookup_and_insert(self, ids: list[int]) -> int:
-        """Tokens of `ids` already cached; the prompt's full blocks are cached afterwards."""
-        size, blocks = self._size, self._blocks
-        parent = 0
-        hits = 0
-        missed = False
-        for start in range(0, len(ids) - size + 1, size):
-            parent = hash((parent, *ids[start : start + size]))
-            if not missed and parent in blocks:
-                blocks.move_to_end(parent)
-                hits += size
-                continue
-            missed = True
-            blocks[parent] = None
-            if len(blocks) > self._capacity:
-                blocks.popitem(last=False)
-        # At least one prompt token is always computed, so the first token can be sampled.
-        return min(hits, max(0, len(ids) - 1))
 
 
 class Engine:

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import orjson
 
-from workers.sim.engine import Job, Seq
 from workers.sim.protocol import error_body
+from workers.sim.sequences import Job, Seq
 
 DONE: Final = b"data: [DONE]\n\n"
 
