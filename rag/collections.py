@@ -1,0 +1,492 @@
+"""Tenant-scoped collections: ingestion, persistence, hybrid search.
+
+Access rule, applied by `CollectionStore` to every lookup: a collection is visible to a
+caller of the same tenant whose team is None (tenant-wide: admin or tenant key) or equal to
+the collection's team; tenant-wide collections (team None) are visible to every team of the
+tenant. A collection of another tenant or team is indistinguishable from a missing one
+(`CollectionNotFound`, same message).
+
+On disk, one folder per collection under the store root:
+  collection.json   identity, owner, chunking settings
+  store.sqlite      source documents + chunks + vectors (the source of truth)
+  index/            snapshot of the BM25 and dense indexes, tagged with the SQLite generation
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tiktoken
+
+from embedder.base import Embedder
+from rag.chunking import Chunker, load_encoding
+from rag.errors import CollectionExists, CollectionNotFound, DocumentExists, DocumentNotFound
+from rag.parsing import parse_document
+from rag.records import CollectionInfo, DocumentInfo, DocumentInput, Hit, SearchMode
+from rag.retrieval import HybridIndex, RetrievalConfig
+from rag.storage import ChunkRow, CollectionDB, StoredDocument
+
+Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in the batch)
+_EMBED_BATCH = 64
+
+
+@dataclass(frozen=True)
+class _Meta:
+    id: str
+    name: str | None
+    tenant: str
+    team: str | None
+    description: str
+    metadata: dict[str, Any]
+    created_at: float
+    chunk_tokens: int
+    overlap_tokens: int
+
+    def visible_to(self, tenant: str, team: str | None) -> bool:
+        return self.tenant == tenant and (team is None or self.team in (None, team))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    stored: StoredDocument
+    texts: list[str]  # indexed texts, aligned with stored.chunks
+
+
+class Collection:
+    """One collection. Obtain it from `CollectionStore.get/create`; safe to share between threads.
+
+    Searches hold the collection lock only for the index lookups (milliseconds); ingestion
+    parses and embeds outside the lock, so it can run in a worker thread next to searches.
+    """
+
+    def __init__(
+        self, directory: Path, meta: _Meta, embedder: Embedder, encoding: tiktoken.Encoding,
+        config: RetrievalConfig,
+    ) -> None:
+        self.directory = directory
+        self._meta = meta
+        self._embedder = embedder
+        self._chunker = Chunker(encoding, meta.chunk_tokens, meta.overlap_tokens)
+        self._config = config
+        self._lock = threading.RLock()
+        self._db = CollectionDB(directory / "store.sqlite", meta.id)
+        self._index = self._open_index()
+        self._doc_of = self._db.doc_keys()  # chunk key -> document id
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return self._meta.id
+
+    @property
+    def name(self) -> str | None:
+        return self._meta.name
+
+    @property
+    def tenant(self) -> str:
+        return self._meta.tenant
+
+    @property
+    def team(self) -> str | None:
+        return self._meta.team
+
+    def info(self) -> CollectionInfo:
+        self._check_open()
+        docs, chunks, size = self._db.totals()
+        m = self._meta
+        return CollectionInfo(
+            id=m.id, name=m.name, tenant=m.tenant, team=m.team, description=m.description,
+            metadata=dict(m.metadata), created_at=m.created_at, document_count=docs,
+            chunk_count=chunks, bytes=size,
+        )
+
+    # -- documents ------------------------------------------------------------------------
+
+    def add_document(
+        self,
+        content: bytes | str,
+        *,
+        doc_id: str | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        title: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> DocumentInfo:
+        """Parse, chunk, embed and index one document. Raises InvalidDocument, DocumentExists."""
+        doc = DocumentInput(content, doc_id, filename, content_type, title, metadata or {})
+        return self.add_documents([doc])[0]
+
+    def add_documents(
+        self, docs: Sequence[DocumentInput], progress: Progress | None = None, save: bool = True,
+    ) -> list[DocumentInfo]:
+        """Ingest a batch (one transaction, one index snapshot; embeddings batched).
+
+        `save=False` defers the index snapshot to `flush()` (bulk loads): the SQLite rows are
+        committed either way, and a stale snapshot is rebuilt from them on the next open.
+        """
+        self._check_open()
+        ids = [d.doc_id or f"doc_{secrets.token_hex(12)}" for d in docs]
+        seen: set[str] = set()
+        for doc_id in ids:
+            if doc_id in seen or self._db.has_document(doc_id):
+                raise DocumentExists(doc_id)
+            seen.add(doc_id)
+        prepared = [self._prepare(d, i) for d, i in zip(docs, ids, strict=True)]
+        texts = [t for p in prepared for t in p.texts]
+        vectors = self._embed(texts, progress)
+        start = 0
+        ready = []
+        for p in prepared:
+            n = len(p.texts)
+            stored = p.stored
+            ready.append(
+                StoredDocument(
+                    stored.info, stored.source, stored.given_title, stored.chunks,
+                    vectors[start : start + n],
+                )
+            )
+            start += n
+        with self._lock:
+            self._check_open()
+            for doc_id in ids:  # another thread may have won the race for an id
+                if self._db.has_document(doc_id):
+                    raise DocumentExists(doc_id)
+            key_lists = self._db.insert(ready)
+            keys = np.asarray([k for ks in key_lists for k in ks], dtype=np.int64)
+            self._index.add(keys, texts, vectors)
+            for doc_keys, p in zip(key_lists, prepared, strict=True):
+                self._doc_of.update(dict.fromkeys(doc_keys, p.stored.info.id))
+            if save:
+                self._save_snapshot()
+        return [p.stored.info for p in prepared]
+
+    def documents(self) -> list[DocumentInfo]:
+        self._check_open()
+        return self._db.documents()
+
+    def document(self, doc_id: str) -> DocumentInfo:
+        self._check_open()
+        info = self._db.document(doc_id)
+        if info is None:
+            raise DocumentNotFound(doc_id)
+        return info
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document from the store and from both indexes."""
+        with self._lock:
+            self._check_open()
+            keys = self._db.delete(doc_id)
+            if keys is None:
+                raise DocumentNotFound(doc_id)
+            self._index.remove(np.asarray(keys, dtype=np.int64))
+            for key in keys:
+                self._doc_of.pop(key, None)
+            self._save_snapshot()
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Re-parse, re-chunk and re-embed every stored document; returns the chunk count.
+
+        Searches keep working on the old chunks until the new ones are swapped in.
+        """
+        self._check_open()
+        total = 0
+        for info in self._db.documents():
+            stored = self._db.source(info.id)
+            if stored is None:  # deleted meanwhile
+                continue
+            source, given_title = stored
+            doc = DocumentInput(
+                source, info.id, info.filename, info.content_type, given_title, info.metadata
+            )
+            p = self._prepare(doc, info.id)
+            vectors = self._embed(p.texts, progress)
+            with self._lock:
+                if not self._db.has_document(info.id):
+                    continue
+                old, new = self._db.replace_chunks(
+                    info.id, p.stored.info.title, p.stored.info.format, p.stored.chunks, vectors
+                )
+                self._index.remove(np.asarray(old, dtype=np.int64))
+                self._index.add(np.asarray(new, dtype=np.int64), p.texts, vectors)
+                for key in old:
+                    self._doc_of.pop(key, None)
+                self._doc_of.update(dict.fromkeys(new, info.id))
+            total += len(new)
+        with self._lock:
+            self._index = self._rebuild_index()  # compact both indexes after the churn
+            self._save_snapshot()
+        return total
+
+    def flush(self) -> None:
+        """Write the index snapshot now (after `add_documents(save=False)`)."""
+        with self._lock:
+            self._check_open()
+            self._save_snapshot()
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query_text: str,
+        query_vector: npt.NDArray[np.float32] | None = None,
+        k: int = 5,
+        mode: SearchMode = "fused",
+    ) -> list[Hit]:
+        """Top-k chunks. Pass the request's precomputed embedding as `query_vector`;
+        without it, dense and fused modes embed `query_text` here."""
+        self._check_open()
+        if query_vector is None and mode != "bm25":
+            query_vector = self._embedder.embed([query_text])[0]
+        with self._lock:
+            self._check_open()
+            keys, scores = self._index.search(query_text, query_vector, k, mode, self._texts)
+            rows = self._db.chunks(keys.tolist())
+        hits = []
+        for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
+            chunk, doc = rows[key]
+            hits.append(
+                Hit(
+                    chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, text=chunk.text,
+                    title=doc.title, context=chunk.context, score=float(score),
+                    position=chunk.position, n_tokens=chunk.n_tokens, filename=doc.filename,
+                    page=chunk.page, metadata=doc.metadata,
+                )
+            )
+        return hits
+
+    def search_documents(
+        self,
+        query_text: str,
+        query_vector: npt.NDArray[np.float32] | None = None,
+        k: int = 10,
+        mode: SearchMode = "fused",
+    ) -> list[tuple[str, float]]:
+        """Top-k documents (best chunk per document decides), for evaluation and listings."""
+        self._check_open()
+        if query_vector is None and mode != "bm25":
+            query_vector = self._embedder.embed([query_text])[0]
+        depth = max(4 * k, 50)
+        while True:
+            with self._lock:
+                keys, scores = self._index.search(
+                    query_text, query_vector, depth, mode, self._texts
+                )
+                n_chunks = len(self._index)
+                ranked: dict[str, float] = {}
+                for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
+                    doc_id = self._doc_of.get(key)
+                    if doc_id is not None and doc_id not in ranked:
+                        ranked[doc_id] = float(score)
+            if len(ranked) >= k or len(keys) < depth or depth >= n_chunks:
+                return list(ranked.items())[:k]
+            depth *= 2
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _prepare(self, doc: DocumentInput, doc_id: str) -> _Prepared:
+        parsed = parse_document(doc.content, doc.filename, doc.content_type, doc.title)
+        chunks = self._chunker.chunk(parsed)
+        source = doc.content.encode("utf-8") if isinstance(doc.content, str) else doc.content
+        metadata = dict(doc.metadata)
+        rows = [
+            ChunkRow(
+                key=0, chunk_id=_chunk_id(doc_id, c.position, c.text), doc_id=doc_id,
+                position=c.position, text=c.text, context=c.context, page=c.page,
+                n_tokens=c.n_tokens,
+            )
+            for c in chunks
+        ]
+        info = DocumentInfo(
+            id=doc_id, collection_id=self.id, filename=doc.filename,
+            content_type=doc.content_type, format=parsed.format, title=parsed.title,
+            metadata=metadata, bytes=len(source), chunk_count=len(rows), created_at=time.time(),
+        )
+        empty = np.zeros((0, self._embedder.dim), dtype=np.float32)
+        stored = StoredDocument(info, source, doc.title, rows, empty)
+        return _Prepared(stored, [c.indexed_text for c in chunks])
+
+    def _embed(self, texts: list[str], progress: Progress | None) -> npt.NDArray[np.float32]:
+        parts = [np.zeros((0, self._embedder.dim), dtype=np.float32)]
+        for start in range(0, len(texts), _EMBED_BATCH):
+            parts.append(self._embedder.embed(texts[start : start + _EMBED_BATCH]))
+            if progress:
+                progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _texts(self, keys: npt.NDArray[np.int64]) -> list[str]:
+        """Indexed texts of chunks (pseudo-relevance feedback reads a few per query)."""
+        rows = self._db.chunks(keys.tolist())
+        return [_indexed(rows[k][0]) for k in keys.tolist() if k in rows]
+
+    def _open_index(self) -> HybridIndex:
+        snapshot = self.directory / "index"
+        marker = snapshot / "generation"
+        if marker.exists() and int(marker.read_text()) == self._db.generation():
+            try:
+                return HybridIndex.load(snapshot, self._embedder.dim, self._config)
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable snapshot: fall through to a rebuild
+        index = self._rebuild_index()
+        self._index = index
+        self._save_snapshot()
+        return index
+
+    def _rebuild_index(self) -> HybridIndex:
+        chunks, vectors = self._db.all_chunks()
+        index = HybridIndex(self._embedder.dim, self._config)
+        if chunks:
+            index.add(
+                np.asarray([c.key for c in chunks], dtype=np.int64),
+                [_indexed(c) for c in chunks], vectors,
+            )
+        return index
+
+    def _save_snapshot(self) -> None:
+        tmp = self.directory / "index.tmp"
+        final = self.directory / "index"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self._index.save(tmp)
+        (tmp / "generation").write_text(str(self._db.generation()))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionNotFound(self._meta.id)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._db.close()
+
+
+def _chunk_id(doc_id: str, position: int, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"{doc_id}#{position}-{digest}"
+
+
+def _indexed(chunk: ChunkRow) -> str:
+    return f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text
+
+
+class CollectionStore:
+    """All collections under `root`. One instance per process (it owns open files and locks)."""
+
+    def __init__(
+        self,
+        root: Path,
+        embedder: Embedder,
+        *,
+        encoding: tiktoken.Encoding | None = None,
+        bpe_path: Path | None = None,
+        chunk_tokens: int = 160,
+        overlap_tokens: int = 32,
+        config: RetrievalConfig | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.embedder = embedder
+        self.encoding = encoding or load_encoding(bpe_path)
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self.config = config or RetrievalConfig()
+        self._lock = threading.Lock()
+        self._metas: dict[str, _Meta] = {}
+        self._names: dict[tuple[str, str], str] = {}  # (tenant, name) -> id
+        self._open: dict[str, Collection] = {}
+        for path in sorted(self.root.glob("*/collection.json")):
+            meta = _Meta(**json.loads(path.read_text(encoding="utf-8")))
+            self._remember(meta)
+
+    def create(
+        self,
+        tenant: str,
+        name: str | None = None,
+        *,
+        team: str | None = None,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> Collection:
+        """A new empty collection owned by `tenant` (and `team`, if given).
+
+        Names are optional and unique per tenant; ids look like `vs_...`.
+        """
+        if not tenant:
+            raise ValueError("tenant is required")
+        with self._lock:
+            if name is not None and self._by_name(tenant, name) is not None:
+                raise CollectionExists(name)
+            meta = _Meta(
+                id=f"vs_{secrets.token_hex(12)}", name=name, tenant=tenant, team=team,
+                description=description, metadata=dict(metadata or {}), created_at=time.time(),
+                chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+            )
+            directory = self.root / meta.id
+            directory.mkdir()
+            tmp = directory / "collection.json.tmp"
+            tmp.write_text(json.dumps(meta.__dict__), encoding="utf-8")
+            tmp.rename(directory / "collection.json")
+            self._remember(meta)
+            return self._load(meta)
+
+    def get(self, tenant: str, ref: str, *, team: str | None = None) -> Collection:
+        """The collection with id or name `ref`, if the caller may see it."""
+        with self._lock:
+            meta = self._metas.get(ref)
+            if meta is None or meta.tenant != tenant:
+                meta = self._by_name(tenant, ref)
+            if meta is None or not meta.visible_to(tenant, team):
+                raise CollectionNotFound(ref)
+            return self._load(meta)
+
+    def list(self, tenant: str, *, team: str | None = None) -> list[CollectionInfo]:
+        with self._lock:
+            metas = [m for m in self._metas.values() if m.visible_to(tenant, team)]
+            collections = [self._load(m) for m in sorted(metas, key=lambda m: m.created_at)]
+        return [c.info() for c in collections]
+
+    def delete(self, tenant: str, ref: str, *, team: str | None = None) -> None:
+        collection = self.get(tenant, ref, team=team)
+        with self._lock:
+            meta = self._metas.pop(collection.id)
+            if meta.name is not None:
+                self._names.pop((meta.tenant, meta.name), None)
+            self._open.pop(collection.id, None)
+        collection._close()
+        shutil.rmtree(collection.directory, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for collection in self._open.values():
+                collection._close()
+            self._open.clear()
+
+    def _remember(self, meta: _Meta) -> None:
+        self._metas[meta.id] = meta
+        if meta.name is not None:
+            self._names[(meta.tenant, meta.name)] = meta.id
+
+    def _by_name(self, tenant: str, name: str) -> _Meta | None:
+        collection_id = self._names.get((tenant, name))
+        return self._metas.get(collection_id) if collection_id else None
+
+    def _load(self, meta: _Meta) -> Collection:
+        collection = self._open.get(meta.id)
+        if collection is None:
+            collection = Collection(
+                self.root / meta.id, meta, self.embedder, self.encoding, self.config
+            )
+            self._open[meta.id] = collection
+        return collection
