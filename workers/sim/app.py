@@ -177,7 +177,7 @@ class SimApp:
                 job.stall_wait = None
                 engine.advance_instant(job, loop.time(), keep_boundaries=req.stream)
                 if writer is not None:
-                    data = writer.progress()
+                    data = b""
                     if not started:
                         started = True
                         await send(
@@ -187,7 +187,8 @@ class SimApp:
                                 "headers": [*SSE, *extra],
                             }
                         )
-                        data = writer.start() + data
+                        data = writer.start()
+                    data += writer.progress()
                     if job.finished:
                         status = "error" if job.error else "completed"
                         engine.record(job, status)
@@ -372,7 +373,7 @@ class SimApp:
         except ApiError as exc:
             await send_json(send, exc.status, exc.body())
             return
-        except (KeyError, ValueError) as exc:
+        except (KeyError, OverflowError, ValueError) as exc:
             await send_json(send, 400, error_body(f"invalid token id: {exc}", 400, "tokens"))
             return
         await send_json(send, 200, {"prompt": text})

@@ -1,20 +1,25 @@
-"""A lean HTTP/1.1 load generator for the simulator: `python -m workers.sim.bench`.
+"""Figures for the simulator: `python -m workers.sim.bench load|spec-table`.
 
-Keep-alive connections on raw asyncio streams (no HTTP client library), so that on a small
-machine the client costs less CPU than the server it measures. Prints requests/s and latency
-percentiles. It starts its own `fast` simulator unless --url is given.
+load        a lean HTTP/1.1 load generator: keep-alive connections on raw asyncio streams (no
+            HTTP client library), so that on a small machine the client costs less CPU than
+            the server it measures. Prints requests/s, latency percentiles and the server's
+            CPU time per request. Starts its own `fast` simulator unless --url is given.
+spec-table  time per output token with and without speculative decoding by batch size, from
+            the engine on a virtual clock (no HTTP, no sleeping): what a profile implies.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from urllib.parse import urlsplit
 
 import orjson
 
+from workers.sim.config import SimConfig
 from workers.sim.process import SimServer
 
 
@@ -83,15 +88,14 @@ async def run_load(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", help="simulator base URL (default: start a fast simulator)")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--stream", action="store_true")
-    parser.add_argument("--prompt", default="Summarise the plot of Hamlet in two sentences.")
-    args = parser.parse_args()
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(args: argparse.Namespace) -> None:
     payload: dict[str, object] = {
         "model": "sim-model",
         "messages": [{"role": "user", "content": args.prompt}],
@@ -100,26 +104,103 @@ def main() -> None:
     }
     if args.stream:
         payload["stream_options"] = {"include_usage": True}
+    label = f"stream={args.stream} max_tokens={args.max_tokens} concurrency={args.concurrency}"
+    if args.url:
+        result = asyncio.run(
+            run_load(args.url + "/v1/chat/completions", payload, args.concurrency, args.seconds)
+        )
+        cpu = ""
+    else:
+        with SimServer(model="sim-model", profile="fast") as sim:
+            assert sim.process is not None
+            before = _cpu_seconds(sim.process.pid)
+            result = asyncio.run(
+                run_load(sim.url + "/v1/chat/completions", payload, args.concurrency, args.seconds)
+            )
+            used = _cpu_seconds(sim.process.pid) - before
+        per_request = used / max(1.0, result["requests"])
+        cpu = f", server CPU {per_request * 1e6:.0f} us/request "
+        cpu += f"({1 / per_request:.0f} req/s per core)"
+    print(
+        f"{label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
+        f"p99 {result['p99_ms']:.2f} ms, {result['requests']:.0f} requests, "
+        f"{result['errors']:.0f} errors{cpu}"
+    )
+
+
+def spec_table(args: argparse.Namespace) -> None:
+    from workers.sim.engine import Engine
+    from workers.sim.plans import Planner
+    from workers.sim.protocol import ParseContext, parse_chat
+    from workers.sim.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer()
+    planner = Planner(tokenizer, (16, 128))
+
+    def per_token_ms(batch: int, spec_k: int) -> float:
+        config = SimConfig.from_profile(
+            args.profile,
+            seed=1,
+            max_num_seqs=max(batch, 1),
+            num_gpu_blocks=1_000_000,
+            spec_k=spec_k,
+            spec_alpha=args.alpha,
+        )
+        engine = Engine(config, planner)
+        ctx = ParseContext([config.model], config.max_model_len, tokenizer, "lorem")
+        body = {
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": args.tokens,
+            "ignore_eos": True,
+        }
+        jobs = []
+        for _ in range(batch):
+            job = engine.make_job(parse_chat(body, ctx, None), None, 0.0)
+            engine.submit(job)
+            jobs.append(job)
+        engine.run_virtual()
+        seqs = [seq for job in jobs for seq in job.seqs]
+        return 1000 * statistics.mean(
+            (s.t_last - (s.t_first or 0.0)) / (s.emitted - 1) for s in seqs
+        )
+
+    print(f"profile {args.profile}: ms per output token (decode), k={args.k} alpha={args.alpha}")
+    print("| batch | no speculation | speculation | speed-up |")
+    print("|------:|---------------:|------------:|---------:|")
+    for batch in args.batches:
+        plain, spec = per_token_ms(batch, 0), per_token_ms(batch, args.k)
+        print(f"| {batch} | {plain:.1f} | {spec:.1f} | {plain / spec:.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    load_args = commands.add_parser("load", help="HTTP load against a simulator")
+    load_args.add_argument("--url", help="simulator base URL (default: start a fast simulator)")
+    load_args.add_argument("--concurrency", type=int, default=32)
+    load_args.add_argument("--seconds", type=float, default=5.0)
+    load_args.add_argument("--max-tokens", type=int, default=16)
+    load_args.add_argument("--stream", action="store_true")
+    load_args.add_argument("--prompt", default="Summarise the plot of Hamlet in two sentences.")
+    table_args = commands.add_parser("spec-table", help="speculative decoding by batch size")
+    table_args.add_argument("--profile", default="realistic-large")
+    table_args.add_argument("--k", type=int, default=4)
+    table_args.add_argument("--alpha", type=float, default=0.7)
+    table_args.add_argument("--tokens", type=int, default=200)
+    table_args.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64, 128, 256])
+    args = parser.parse_args()
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    if args.url:
-        result = asyncio.run(
-            run_load(args.url + "/v1/chat/completions", payload, args.concurrency, args.seconds)
-        )
+    if args.command == "load":
+        load(args)
     else:
-        with SimServer(model="sim-model", profile="fast") as sim:
-            result = asyncio.run(
-                run_load(sim.url + "/v1/chat/completions", payload, args.concurrency, args.seconds)
-            )
-    print(
-        f"stream={args.stream} max_tokens={args.max_tokens} concurrency={args.concurrency}: "
-        f"{result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
-        f"{result['requests']:.0f} requests, {result['errors']:.0f} errors"
-    )
+        spec_table(args)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def sim_worker(
 ) -> None:
     """Run the vLLM simulator: an OpenAI-compatible server that behaves like vLLM.
 
-    A simulator, not vLLM: continuous batching, prefill/decode costs, speculative decoding,
-    vLLM's metrics and fault injection, with lorem or echo output. See docs/simulator.md.
+    A simulator, not vLLM. It models continuous batching, prefill and decode costs,
+    speculative decoding, vLLM's metrics and faults; it writes lorem or echo text.
+    See docs/simulator.md.
 
     Examples:
 

@@ -165,18 +165,21 @@ class Engine:
         for seq in job.seqs:
             if seq.done:
                 continue
-            if seq.t_first is None:
+            if not seq.admitted:
+                seq.admitted = True
+                seq.t_admit = seq.t_last = now
                 self._start_prefill(seq, now)
-                seq.t_admit = seq.t_first = seq.t_last = now
-                self._on_first_token(seq, now)
                 if keep_boundaries:
                     seq.boundaries = []
-                self._emit_instant(seq, 1)
             stop = seq.limit
             if seq.stall_after is not None and seq.stall_after < stop:
                 stop = max(seq.stall_after, seq.emitted)
                 job.stall_wait = seq.stall_ms
                 seq.stall_after = None
+            if seq.emitted < stop and seq.t_first is None:
+                seq.t_first = now
+                self._on_first_token(seq, now)
+                self._emit_instant(seq, 1)  # the prefill step yields the first token
             if not self.config.spec_k and seq.boundaries is None:
                 self._emit_instant(seq, stop - seq.emitted)  # no per-step detail needed
             while seq.emitted < stop:

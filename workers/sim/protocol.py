@@ -194,7 +194,6 @@ def _max_tokens_for(prompt_len: int, max_tokens: int | None, max_model_len: int,
             f"This model's maximum context length is {max_model_len} tokens. However, your "
             f"request has {prompt_len} input tokens. Please reduce the length of the input "
             f"{what}.",
-            param="input_tokens",
         )
     if max_tokens is None:
         return max_model_len - prompt_len
@@ -203,7 +202,6 @@ def _max_tokens_for(prompt_len: int, max_tokens: int | None, max_model_len: int,
             f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
             f"maximum context length is {max_model_len} tokens and your request has "
             f"{prompt_len} input tokens ({max_tokens} > {max_model_len} - {prompt_len}).",
-            param="max_tokens",
         )
     return max_tokens
 
@@ -349,8 +347,8 @@ def parse_completion(
         raise ApiError(f"logprobs must be between 0 and {MAX_LOGPROBS}", param="logprobs")
     try:
         prompts = _completion_prompts(body, ctx.tokenizer)
-    except KeyError as exc:
-        raise ApiError(f"unknown token id {exc}", param="prompt") from exc
+    except (KeyError, OverflowError) as exc:
+        raise ApiError(f"invalid token id in prompt: {exc}", param="prompt") from exc
     sim = _sim_options(body)
     json_mode, schema = _json_format(body)
     stop = _stop(body)

@@ -213,7 +213,8 @@ class StreamWriter:
         return b"".join(
             self._frame(
                 b'{"index":%d,"delta":{"role":"assistant","content":""},"logprobs":null,'
-                b'"finish_reason":null}' % seq.index
+                b'"finish_reason":null}' % seq.index,
+                seq,
             )
             for seq in self.job.seqs
         )

@@ -68,6 +68,8 @@ def timed() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="session")
 def spec_sim() -> Iterator[SimServer]:
-    """A fast simulator that speculates: k=4 drafts, 0.6 acceptance."""
-    with SimServer(profile="fast", spec_k=4, spec_alpha=0.6, seed=3) as server:
+    """A fast simulator that speculates (k=4 drafts, 0.6 acceptance) and reports cached tokens."""
+    with SimServer(
+        profile="fast", spec_k=4, spec_alpha=0.6, seed=3, prompt_tokens_details=True
+    ) as server:
         yield server

@@ -131,6 +131,40 @@ def test_speculative_steps_stream_several_tokens_per_chunk(spec_sim: SimServer) 
     assert 1.8 < sum(per_chunk) / len(per_chunk) < 2.8
 
 
+def test_prompt_tokens_details_report_prefix_cache_hits(spec_sim: SimServer) -> None:
+    body = {
+        "model": "sim-model",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": "A shared preamble. " * 40}],
+    }
+    first = httpx.post(spec_sim.url + "/v1/chat/completions", json=body).json()["usage"]
+    again = httpx.post(spec_sim.url + "/v1/chat/completions", json=body).json()["usage"]
+    cached = again["prompt_tokens_details"]["cached_tokens"]
+    assert cached > first["prompt_tokens_details"]["cached_tokens"]
+    # Full 16-token blocks are reused; the rest of the prompt is computed again.
+    assert again["prompt_tokens"] - 16 < cached < again["prompt_tokens"]
+
+
+def test_continuous_usage_stats(sim: SimServer) -> None:
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    events = sse_events(
+        sim,
+        "/v1/chat/completions",
+        {
+            "model": "sim-model",
+            "messages": MESSAGES,
+            "stream": True,
+            "max_tokens": 20,
+            "ignore_eos": True,
+            "stream_options": options,
+        },
+    )
+    usages = [json.loads(e)["usage"] for e in events[:-1]]
+    assert usages[0]["completion_tokens"] == 0
+    completions = [u["completion_tokens"] for u in usages]
+    assert completions == sorted(completions) and completions[-1] == 20
+
+
 def test_n_choices(client: openai.OpenAI) -> None:
     result = client.chat.completions.create(model="sim-model", messages=MESSAGES, n=3, seed=9)
     assert [c.index for c in result.choices] == [0, 1, 2]
