@@ -13,6 +13,7 @@ Public surface:
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from workers.sim.config import PROFILES, Faults, SimConfig
@@ -35,12 +36,14 @@ __all__ = [
 ]
 
 # Heavy modules (uvicorn, tiktoken) load on first use so that importing the CLI stays fast.
-_LAZY = {
-    "SimApp": "workers.sim.app",
-    "serve": "workers.sim.server",
-    "Tokenizer": "workers.sim.tokenizer",
-    "tokenizer_path": "workers.sim.tokenizer",
-}
+_LAZY = MappingProxyType(
+    {
+        "SimApp": "workers.sim.app",
+        "serve": "workers.sim.server",
+        "Tokenizer": "workers.sim.tokenizer",
+        "tokenizer_path": "workers.sim.tokenizer",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

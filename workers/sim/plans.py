@@ -327,7 +327,7 @@ def schema_value(
     schema: Mapping[str, Any], rng: random.Random, words: Sequence[str], depth: int = 0
 ) -> Any:
     """A value that satisfies the common subset of JSON Schema (types, enum, const, items)."""
-    if not isinstance(schema, Mapping):
+    if not isinstance(schema, dict):
         return None
     if "const" in schema:
         return schema["const"]
@@ -353,7 +353,7 @@ def schema_value(
         return {
             str(key): schema_value(sub, rng, words, depth + 1)
             for key, sub in properties.items()
-            if isinstance(sub, Mapping)
+            if isinstance(sub, dict)
         }
     if kind == "array":
         items = schema.get("items") or {"type": "string"}

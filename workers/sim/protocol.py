@@ -7,6 +7,7 @@ and the hot path stays free of model-validation overhead.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,9 @@ class ParseContext:
     max_model_len: int
     tokenizer: Tokenizer
     output: str
+    # Response ids: random like vLLM's uuid4 hex, from a generator seeded once (a syscall
+    # per request is measurable at thousands of requests per second).
+    ids: random.Random = field(default_factory=lambda: random.Random(os.urandom(16)))
 
 
 def _int(body: Mapping[str, Any], name: str, default: int | None = None) -> int | None:
@@ -141,7 +145,7 @@ def _common(body: Mapping[str, Any]) -> tuple[int, int | None, bool, bool, bool]
         raise ApiError(
             "Stream options can only be defined when `stream=True`.", param="stream_options"
         )
-    options = options if isinstance(options, Mapping) else {}
+    options = options if isinstance(options, dict) else {}
     return (
         n,
         max_tokens,
@@ -164,7 +168,7 @@ def _stop(body: Mapping[str, Any]) -> list[str]:
 
 def _sim_options(body: Mapping[str, Any]) -> SimOptions:
     sim = body.get("sim")
-    if not isinstance(sim, Mapping):
+    if not isinstance(sim, dict):
         return SimOptions()
     fault = sim.get("fault")
     if fault not in (None, "error", "midstream_error", "stall"):
@@ -182,8 +186,10 @@ def _sim_options(body: Mapping[str, Any]) -> SimOptions:
     )
 
 
-def _request_id(prefix: str, body: Mapping[str, Any], x_request_id: str | None) -> str:
-    base = x_request_id or body.get("request_id") or os.urandom(16).hex()
+def _request_id(
+    prefix: str, body: Mapping[str, Any], x_request_id: str | None, ctx: ParseContext
+) -> str:
+    base = x_request_id or body.get("request_id") or f"{ctx.ids.getrandbits(128):032x}"
     return f"{prefix}-{base}"
 
 
@@ -218,15 +224,15 @@ def _tool_to_call(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]
         raise ApiError("tools must be a list", param="tools")
     functions = []
     for tool in tools:
-        function = tool.get("function") if isinstance(tool, Mapping) else None
-        if not isinstance(function, Mapping) or not function.get("name"):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
             raise ApiError(
                 "each tool must be {'type': 'function', 'function': {'name': ...}}", param="tools"
             )
         functions.append(function)
     if choice == "none":
         return None
-    if isinstance(choice, Mapping):
+    if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         for function in functions:
             if function.get("name") == name:
@@ -243,15 +249,15 @@ def _tool_to_call(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]
 
 def _json_format(body: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     fmt = body.get("response_format")
-    if not isinstance(fmt, Mapping):
+    if not isinstance(fmt, dict):
         return False, None
     kind = fmt.get("type")
     if kind == "json_object":
         return True, None
     if kind == "json_schema":
         spec = fmt.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        return True, schema if isinstance(schema, Mapping) else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return True, schema if isinstance(schema, dict) else None
     if kind in (None, "text"):
         return False, None
     raise ApiError(f"Unsupported response_format type: {kind}", param="response_format")
@@ -263,7 +269,7 @@ def parse_chat(body: Mapping[str, Any], ctx: ParseContext, x_request_id: str | N
     if not isinstance(messages, list) or not messages:
         raise ApiError("messages must be a non-empty list", param="messages")
     for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise ApiError(
                 "each message needs a role among " + ", ".join(sorted(ROLES)), param="messages"
             )
@@ -303,7 +309,7 @@ def parse_chat(body: Mapping[str, Any], ctx: ParseContext, x_request_id: str | N
     )
     return GenRequest(
         kind="chat",
-        request_id=_request_id("chatcmpl", body, x_request_id),
+        request_id=_request_id("chatcmpl", body, x_request_id, ctx),
         created=int(time.time()),
         model=model,
         prompts=[Prompt(ids, echo_text)],
@@ -373,7 +379,7 @@ def parse_completion(
     ]
     return GenRequest(
         kind="completion",
-        request_id=_request_id("cmpl", body, x_request_id),
+        request_id=_request_id("cmpl", body, x_request_id, ctx),
         created=int(time.time()),
         model=model,
         prompts=prompts,

@@ -24,6 +24,7 @@ def serve(config: SimConfig, fd: int | None = None) -> None:
         access_log=False,
         log_level=config.log_level,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,  # stalled streams must not hold a SIGTERM forever
         backlog=4096,
     )
     server = uvicorn.Server(uv_config)

@@ -61,8 +61,8 @@ def _content_text(content: Any) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if not isinstance(part, Mapping) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+            if not isinstance(part, dict) or part.get("type") != "text":
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise ValueError(f"content part type {kind!r} is not supported by a text model")
             parts.append(str(part.get("text", "")))
         return "".join(parts)
@@ -143,9 +143,9 @@ def _as_list(value: Any) -> Iterable[Any]:
 
 
 def _tool_call_text(call: Any) -> str:
-    function = call.get("function", {}) if isinstance(call, Mapping) else {}
-    name = function.get("name", "") if isinstance(function, Mapping) else ""
-    arguments = function.get("arguments", "") if isinstance(function, Mapping) else ""
+    function = call.get("function", {}) if isinstance(call, dict) else {}
+    name = function.get("name", "") if isinstance(function, dict) else ""
+    arguments = function.get("arguments", "") if isinstance(function, dict) else ""
     return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments or "{}"}}}\n</tool_call>'
 
 
