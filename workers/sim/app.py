@@ -177,7 +177,6 @@ class SimApp:
                 job.stall_wait = None
                 engine.advance_instant(job, loop.time(), keep_boundaries=req.stream)
                 if writer is not None:
-                    data = b""
                     if not started:
                         started = True
                         await send(
@@ -187,14 +186,14 @@ class SimApp:
                                 "headers": [*SSE, *extra],
                             }
                         )
-                        data = writer.start()
-                    data += writer.progress()
+                    data = writer.progress()
                     if job.finished:
                         status = "error" if job.error else "completed"
                         engine.record(job, status)
                         await send({"type": "http.response.body", "body": data + writer.end()})
                         return
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
                 elif job.finished:
                     break
                 if job.stall_wait is not None and await self._client_left(receive, job.stall_wait):
@@ -226,11 +225,9 @@ class SimApp:
                 writer = StreamWriter(
                     job, self.config.prompt_tokens_details, self.planner.corpus.words
                 )
+                # Headers at once, the first chunk with the first token, as vLLM does.
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": [*SSE, *extra]}
-                )
-                await send(
-                    {"type": "http.response.body", "body": writer.start(), "more_body": True}
                 )
                 while True:
                     await job.event.wait()

@@ -199,6 +199,7 @@ class StreamWriter:
         )
         self.named: set[int] = set()
         self.finished: set[int] = set()
+        self.started = False
 
     def _frame(self, choice: bytes, seq: Seq | None = None) -> bytes:
         if self.job.req.continuous_usage and seq is not None:
@@ -206,8 +207,13 @@ class StreamWriter:
             return self.head + choice + b'],"usage":' + orjson.dumps(usage) + b"}\n\n"
         return self.head + choice + b"]}\n\n"
 
-    def start(self) -> bytes:
-        """vLLM's first chat chunk per choice carries the role and empty content."""
+    def _start(self) -> bytes:
+        """vLLM's first chat chunk per choice: the role and empty content.
+
+        Like vLLM, it goes out with the first engine output (after prefill), not with the
+        response headers.
+        """
+        self.started = True
         if not self.chat:
             return b""
         return b"".join(
@@ -224,6 +230,10 @@ class StreamWriter:
 
         With several choices, their frames interleave step by step, as in vLLM's output.
         """
+        if not self.started:
+            if not any(seq.emitted for seq in self.job.seqs):
+                return b""
+            return self._start() + self.progress()
         streams: list[list[bytes]] = []
         for seq in self.job.seqs:
             if seq.index in self.finished:

@@ -141,6 +141,22 @@ def test_stall_until_the_client_gives_up(server: str, request: pytest.FixtureReq
     wait_for(lambda: target.stats()["aborted"] == before + 1, timeout=1.0)
 
 
+@pytest.mark.parametrize("server", ["sim", "timed"])
+def test_headers_go_out_at_once_and_the_first_chunk_with_the_first_token(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    target: SimServer = request.getfixturevalue(server)
+    body = stream_body(max_tokens=3, sim={"fault": "stall", "after_tokens": 0, "stall_ms": 400})
+    start = time.monotonic()
+    with httpx.stream("POST", target.url + "/v1/chat/completions", json=body, timeout=5) as r:
+        headers_after = time.monotonic() - start
+        first = next(line for line in r.iter_lines() if line)
+        first_after = time.monotonic() - start
+    assert r.status_code == 200 and headers_after < 0.3
+    assert first_after >= 0.4
+    assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+
+
 def test_timed_stall_ends_after_stall_ms(timed: SimServer) -> None:
     body = {
         "model": "sim-model",
