@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from workers.vllm.launch import LaunchError, check_launch, launch, visible_gpus
+from workers.vllm.launcher import LaunchError, check_launch, launch, visible_gpus
 from workers.vllm.render import (
     argv,
     compose_service,
