@@ -107,7 +107,8 @@ class Engine:
             first.limit = min(first.limit, max(0, after))
             first.fail = True
         elif fault == "stall":
-            first.stall_after = req.sim.after_tokens or self.faults.stall_after_tokens
+            after = req.sim.after_tokens
+            first.stall_after = self.faults.stall_after_tokens if after is None else after
             stall_ms = req.sim.stall_ms if req.sim.stall_ms is not None else self.faults.stall_ms
             first.stall_ms = stall_ms
         return job
@@ -332,6 +333,8 @@ class Engine:
 
     def _emit(self, seq: Seq, n: int, now: float) -> None:
         n = min(n, seq.limit - seq.emitted)
+        if seq.stall_after is not None:
+            n = min(n, max(0, seq.stall_after - seq.emitted))  # stall exactly where asked
         if n <= 0:
             return
         if seq.emitted:

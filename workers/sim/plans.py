@@ -114,9 +114,10 @@ class LoremCorpus:
         self.text = text
         self.n_tokens = len(pieces)
         self.offsets = offsets
-        # Tokens holding a sentence's period: a natural stop falls right after one of them.
-        self.sentence_ends = [i for i, piece in enumerate(pieces) if "." in piece]
-        self.sentence_starts = [0] + [i + 1 for i in self.sentence_ends[:-1]]
+        periods = [i for i, piece in enumerate(pieces) if "." in piece]
+        self.sentence_starts = [0] + [i + 1 for i in periods[:-1]]
+        # A natural stop falls after a plain "." (not ".\n\n": answers do not end in blank lines).
+        self.sentence_ends = [i for i in periods if pieces[i] == "."]
         self.words = sorted({p for p in pieces if p.strip().isalpha()})
 
     def char_at(self, token: int) -> int:
