@@ -277,3 +277,18 @@ def test_cancelled_stream_is_aborted_in_vllm(vllm_server: VLLMServer) -> None:
         log = vllm_server.log_text()
         assert "Added request chatcmpl-cancel-me-7" in log
         assert "Request chatcmpl-cancel-me-7 aborted." in log
+
+
+def test_speculative_stream_frames_carry_several_tokens(
+    client: openai.OpenAI, vllm_server: VLLMServer
+) -> None:
+    stream = client.chat.completions.create(
+        model=vllm_server.model, max_tokens=64, temperature=0, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        messages=[{"role": "user", "content": "a b c a b c a b c a b c"}])
+    chunks = list(stream)
+    content_frames = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 64
+    # Accepted drafts arrive together: count tokens from usage, never from frames.
+    assert len(content_frames) < usage.completion_tokens
