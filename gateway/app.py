@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await build_state(settings, embedder=embedder)
         app.state.frugate = state
+        app.state.loop = asyncio.get_running_loop()
         log.info("frugate ready", extra={"fields": {"pools": list(state.pools)}})
         try:
             yield

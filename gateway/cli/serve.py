@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import typer
@@ -24,7 +25,9 @@ def _load(config: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
-def check_config(config: Path = typer.Argument(..., help="The YAML file to validate.")) -> None:
+def check_config(
+    config: Annotated[Path, typer.Argument(help="The YAML file to validate.")],
+) -> None:
     """Validate a config file and print a summary.
 
     Example: frugate check-config configs/production.example.yaml
@@ -44,12 +47,13 @@ def check_config(config: Path = typer.Argument(..., help="The YAML file to valid
 
 
 def serve(
-    config: Path | None = typer.Option(None, "--config", "-c",
-                                       help="Config file (default: $FRUGATE_CONFIG or "
-                                            "configs/frugate.yaml)."),
-    host: str | None = typer.Option(None, help="Bind address (overrides the config)."),
-    port: int | None = typer.Option(None, help="Port (overrides the config)."),
-    workers: int | None = typer.Option(None, help="Gateway processes (needs redis_url if > 1)."),
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Config file (default: $FRUGATE_CONFIG or configs/frugate.yaml).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (overrides the config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (overrides the config).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Gateway processes (needs redis_url if > 1).")] = None,
 ) -> None:
     """Run the gateway (and the simulated vLLM workers the config asks for).
 

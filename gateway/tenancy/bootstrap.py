@@ -33,8 +33,12 @@ async def ensure_demo_key(sessions: async_sessionmaker[AsyncSession], data_dir: 
             tenant = await admin.create_tenant(s, "default")
             team = await admin.create_team(s, tenant.id, "default")
         new = await admin.create_key(s, team.id, name="demo")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(path, new.plaintext + "\n")
+    return new.plaintext
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(new.plaintext + "\n")
-    return new.plaintext
+        f.write(text)
