@@ -7,8 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.workers.vllm_server import vllm_server
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+__all__ = ["embedder", "vllm_server"]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import cache, rag, router, serve, sim
+from gateway.cli import cache, rag, router, serve, sim, worker
 
 app = typer.Typer(
     name="frugate",
@@ -19,6 +19,7 @@ app.command("sim-worker")(sim.sim_worker)
 app.add_typer(router.app, name="router")
 app.add_typer(cache.app, name="cache")
 app.add_typer(rag.app, name="rag")
+app.add_typer(worker.app, name="worker")
 
 
 def main() -> None:
