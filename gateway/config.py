@@ -95,6 +95,20 @@ class Limits(_Model):
     max_in_flight: int = Field(default=4096, gt=0)
 
 
+class Admission(_Model):
+    # With Redis down: refuse requests (closed, 503) or admit them uncounted (open).
+    fail_open: bool = False
+    # A hold not settled within this time is released (a crashed replica cannot pin budgets).
+    hold_ttl_s: float = Field(default=900.0, gt=0)
+
+
+class Ledger(_Model):
+    flush_ms: int = Field(default=250, gt=0)
+    flush_rows: int = Field(default=500, gt=0)
+    # Ledger events left pending this long by a dead replica are taken over by another.
+    claim_idle_ms: int = Field(default=30_000, gt=0)
+
+
 class Embeddings(_Model):
     """Where `/v1/embeddings` goes: an embedding pool by name, else the bundled MiniLM."""
 
@@ -147,6 +161,8 @@ class Settings(_Model):
     simulated_workers: list[SimWorker] = []
     upstream: Upstream = Upstream()
     limits: Limits = Limits()
+    admission: Admission = Admission()
+    ledger: Ledger = Ledger()
     embeddings: Embeddings = Embeddings()
     routing: Routing = Routing()
     logging: Logging = Logging()

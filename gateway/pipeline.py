@@ -33,7 +33,7 @@ from gateway.protocol import (
     parse_body,
 )
 from gateway.protocol.common import SamplingFields
-from gateway.relay import StreamRelay
+from gateway.relay import StreamOutcome, StreamRelay
 from gateway.responses import JSONBytes, SSEResponse
 from gateway.tenancy import Principal, authenticate
 from gateway.tokens import count_messages, count_text
@@ -210,11 +210,8 @@ class Pipeline:
         extra = {"citations": job.citations} if job.citations is not None else None
         include_usage = bool(job.req.stream_options and job.req.stream_options.include_usage)
         self._overhead(job, time.perf_counter() - job.dispatched_at)
-        relay = StreamRelay(opened, include_usage=include_usage,
-                            total_timeout_s=opened.pool.config.timeouts.total_s, extra_final=extra)
 
-        async def finish() -> None:
-            out = relay.outcome
+        async def finish(out: StreamOutcome) -> None:
             rec = job.record
             rec.served_model = out.model
             if out.first_byte_at is not None:
@@ -231,7 +228,10 @@ class Pipeline:
             if out.status == "ok" and self.s.caching is not None:
                 self.s.caching.store_stream(job, out)
 
-        return SSEResponse(relay, headers=self._headers(job), on_close=finish)
+        relay = StreamRelay(opened, include_usage=include_usage,
+                            total_timeout_s=opened.pool.config.timeouts.total_s, on_end=finish,
+                            extra_final=extra)
+        return SSEResponse(relay, headers=self._headers(job))
 
     async def _serve_hit(self, job: Job, ticket: Any, hit: Any) -> Any:
         rec = job.record

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from gateway.sse import DONE, SEP, EventSplitter, data_of, frame
 from gateway.upstream.client import Opened, error_fields
 
 DRAIN_TIMEOUT_S = 2.0
+log = logging.getLogger("frugate.relay")
 
 
 @dataclass
@@ -61,8 +63,11 @@ class StreamRelay:
     """Turns an opened upstream stream into client-bound SSE bytes, recording the outcome."""
 
     def __init__(self, opened: Opened, *, include_usage: bool, total_timeout_s: float,
+                 on_end: Callable[[StreamOutcome], Awaitable[None]],
                  extra_final: dict[str, Any] | None = None) -> None:
         self.opened = opened
+        self.on_end = on_end
+        self._ended = False
         self.include_usage = include_usage
         self.extra_final = extra_final
         self.deadline = time.monotonic() + total_timeout_s
@@ -98,6 +103,8 @@ class StreamRelay:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.opened.aclose())
+        # Settle before the client sees the end: a client holding [DONE] is on the ledger.
+        await self.finish()
         if self.client_gone:
             return
         if out.error is not None:
@@ -143,6 +150,18 @@ class StreamRelay:
             self._meta = (str(chunk.get("id", "")), int(chunk.get("created", 0)),
                           str(chunk.get("model", "")))
             self.outcome.model = self._meta[2]
+
+    async def finish(self) -> None:
+        """Run `on_end` once, whatever path the stream took; never raises, never cancelled."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            await asyncio.shield(self.on_end(self.outcome))
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("settling a stream failed")
 
     async def client_disconnected(self) -> None:
         """Abort upstream but keep reading until it stops, so billing sees every token."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -26,17 +26,15 @@ class JSONBytes(Response):
 
 
 class SSEResponse(Response):
-    """Streams a relay to the client; a disconnect aborts upstream; `on_close` always runs."""
+    """Streams a relay to the client; a disconnect aborts upstream; settlement always runs."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, relay: StreamRelay, headers: Mapping[str, str],
-                 on_close: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, relay: StreamRelay, headers: Mapping[str, str]) -> None:
         self.status_code = 200
         self.background = None
         self.relay = relay
         self.extra_headers = headers
-        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
@@ -56,10 +54,7 @@ class SSEResponse(Response):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
-            try:
-                await asyncio.shield(self.on_close())
-            except Exception:
-                log.exception("settling a stream failed")
+            await self.relay.finish()  # no-op unless the stream ended abnormally
 
     async def _watch(self, receive: Receive) -> None:
         while True:

@@ -11,14 +11,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from embedder import BatchingEmbedder, Embedder
 from gateway.accounting.admission import Admission
 from gateway.accounting.ledger import BatchWriter
+from gateway.accounting.ledger_stream import LedgerConsumer
 from gateway.accounting.memory import MemoryAdmission
 from gateway.accounting.meter import Meter
 from gateway.accounting.prices import ModelPrice
+from gateway.accounting.redis_admission import RedisAdmission
 from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.metrics import Metrics
@@ -44,6 +47,7 @@ class State:
     metrics: Metrics
     embedder: BatchingEmbedder
     redis: Any = None
+    ledger_consumer: LedgerConsumer | None = None
     caching: Any = None  # gateway.caching.Caching once wired
     grounding: Any = None  # gateway.grounding.Grounding once wired
     routing: Any = None  # gateway.routing.Routing once wired
@@ -75,6 +79,14 @@ class State:
         return orjson.dumps({"object": "list", "data": data})
 
 
+def connect_redis(url: str, max_connections: int = 512) -> aioredis.Redis:
+    """A client whose pool waits for a free connection instead of failing under load."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5.0, socket_timeout=5.0,
+        socket_connect_timeout=2.0, health_check_interval=10)
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+
+
 def _baseline(settings: Settings) -> str | None:
     if settings.routing.baseline_pool:
         return settings.routing.baseline_pool
@@ -91,8 +103,18 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     await directory.reload_all()
     pools = {c.name: Pool(c) for c in settings.pools}
     catalog = Catalog(list(pools.values()), settings.routing.policies)
-    admission: Admission = MemoryAdmission()
-    ledger = BatchWriter(sessions)
+    redis = None
+    admission: Admission
+    consumer: LedgerConsumer | None = None
+    if settings.redis_url:
+        redis = connect_redis(settings.redis_url)
+        admission = RedisAdmission(redis, hold_ttl_s=settings.admission.hold_ttl_s,
+                                   fail_open=settings.admission.fail_open)
+        consumer = LedgerConsumer(redis, sessions, claim_idle_ms=settings.ledger.claim_idle_ms)
+    else:
+        admission = MemoryAdmission(hold_ttl_s=settings.admission.hold_ttl_s)
+    ledger = BatchWriter(sessions, flush_ms=settings.ledger.flush_ms,
+                         flush_rows=settings.ledger.flush_rows)
     config_prices = {c.name: ModelPrice.from_config(c.price) for c in settings.pools}
     meter = Meter(admission, directory, ledger, config_prices, _baseline(settings))
     monitor = Monitor(pools.values(), settings.upstream)
@@ -102,13 +124,16 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
 
         embedder = await asyncio.to_thread(MiniLMEmbedder)
     state = State(settings, engine, sessions, directory, pools, catalog, admission, ledger,
-                  meter, monitor, metrics, BatchingEmbedder(embedder))
+                  meter, monitor, metrics, BatchingEmbedder(embedder), redis=redis,
+                  ledger_consumer=consumer)
     from gateway.embeddings import EmbeddingsServing
     from gateway.pipeline import Pipeline
 
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
     ledger.start()
+    if consumer is not None:
+        consumer.start()
     monitor.start()
     state.ready.set()
     return state
@@ -122,7 +147,11 @@ async def close_state(state: State) -> None:
             await t
     await state.monitor.stop()
     await state.ledger.stop()
+    if state.ledger_consumer is not None:
+        await state.ledger_consumer.stop()
     await state.admission.close()
+    if state.redis is not None:
+        await state.redis.aclose()
     for pool in state.pools.values():
         await pool.aclose()
     state.embedder.close()

@@ -56,6 +56,8 @@ class Plan:
 class Ticket:
     plan: Plan
     settled: bool = False
+    window: int | None = None  # the rate window admission counted in (Redis)
+    degraded: bool = False  # admitted without counters (Redis down, fail-open)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,8 @@ class Admission(Protocol):
         implementation may deliver durably itself (then `Settled.recorded` is True)."""
         ...
 
-    async def usage(self, scope: str, scope_id: str, tag: str) -> tuple[int, int, int]:
+    async def usage(self, scope: str, scope_id: str, tag: str,
+                    tenant_id: str) -> tuple[int, int, int]:
         """(spent micros, held micros, spent tokens) of one budget period."""
         ...
 

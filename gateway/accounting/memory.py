@@ -84,7 +84,8 @@ class MemoryAdmission:
                 w[2] = max(0.0, w[2] + tokens - plan.tokens)
         return Settled(crossings)
 
-    async def usage(self, scope: str, scope_id: str, tag: str) -> tuple[int, int, int]:
+    async def usage(self, scope: str, scope_id: str, tag: str,
+                    tenant_id: str = "") -> tuple[int, int, int]:
         self._expire(time.time())
         spent = self.spent.get((scope, scope_id, tag), [0, 0])
         held = self.held.get((scope, scope_id, tag), [0, 0])

@@ -1,0 +1,147 @@
+"""Admission shared by every gateway replica: one Lua script in Redis per request.
+
+Keys are hash-tagged per tenant (`fg:{t:<tenant>}:...`) so each script touches one Redis
+Cluster slot. Settlement and the ledger event go to Redis in one pipelined round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.accounting.admission import (
+    Crossing,
+    Hold,
+    Plan,
+    Rate,
+    Settled,
+    Ticket,
+    budget_error,
+    rate_error,
+    rate_retry_after,
+)
+from gateway.accounting.periods import Period, period_end
+from gateway.errors import Overloaded
+
+log = logging.getLogger("frugate.accounting")
+
+LUA = Path(__file__).resolve().parent / "lua"
+LEDGER_STREAM = "frugate:ledger"
+# Budget counters outlive their period by this much so reports can still read them.
+COUNTER_GRACE_S = 40 * 86400
+
+
+def tag(tenant_id: str) -> str:
+    return f"fg:{{t:{tenant_id}}}"
+
+
+def budget_key(tenant_id: str, h: Hold | tuple[str, str, str]) -> str:
+    scope, sid, ptag = (h.scope, h.scope_id, h.tag) if isinstance(h, Hold) else h
+    return f"{tag(tenant_id)}:b:{scope}:{sid}:{ptag}"
+
+
+def _rate_name(r: Rate) -> str:
+    return f"{r.scope}:{r.scope_id}:{r.unit}"
+
+
+class RedisAdmission:
+    def __init__(self, client: aioredis.Redis, *, hold_ttl_s: float = 900.0,
+                 fail_open: bool = False, stream: str = LEDGER_STREAM) -> None:
+        self.r = client
+        self.hold_ttl_s = hold_ttl_s
+        self.fail_open = fail_open
+        self.stream = stream
+        self._admit = client.register_script((LUA / "admit.lua").read_text())
+        self._settle = client.register_script((LUA / "settle.lua").read_text())
+
+    async def admit(self, plan: Plan) -> Ticket:
+        t = tag(plan.tenant_id)
+        keys = [f"{t}:holds", f"{t}:holdrec"] + [budget_key(plan.tenant_id, h) for h in plan.holds]
+        args: list[Any] = [plan.request_id, plan.micros, plan.tokens, int(self.hold_ttl_s),
+                           len(plan.holds), f"{t}:w:", len(plan.rates)]
+        now = datetime.now(UTC)
+        for h in plan.holds:
+            end = period_end(_period_of(h.tag), now)
+            ttl = int((end - now).total_seconds()) + COUNTER_GRACE_S if end else 0
+            args += [_or_none(h.limit_micros), _or_none(h.limit_tokens), ttl]
+        for r in plan.rates:
+            args += [_rate_name(r), r.limit, 1 if r.unit == "rpm" else plan.tokens]
+        try:
+            res = await self._admit(keys=keys, args=args)
+        except RedisError as exc:
+            return self._unavailable(plan, exc)
+        verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
+        if verdict == "budget":
+            raise budget_error(plan.holds[int(res[1]) - 1])
+        if verdict == "rate":
+            r = plan.rates[int(res[1]) - 1]
+            cur, prev, frac = float(res[2]), float(res[3]), float(res[4])
+            need = 1 if r.unit == "rpm" else plan.tokens
+            raise rate_error(r, rate_retry_after(prev, cur, need, r.limit, frac))
+        return Ticket(plan, window=int(res[2]))
+
+    def _unavailable(self, plan: Plan, exc: Exception) -> Ticket:
+        if not self.fail_open:
+            log.error("admission refused: Redis unavailable (%s)", exc)
+            raise Overloaded("Admission control is unavailable; try again shortly.",
+                             retry_after=2) from None
+        log.warning("admission open without Redis (%s): %s is not counted", exc,
+                    plan.request_id)
+        return Ticket(plan, degraded=True)
+
+    async def settle(self, ticket: Ticket, micros: int, tokens: int,
+                     event: bytes | None = None) -> Settled:
+        if ticket.settled:
+            return Settled([])
+        ticket.settled = True
+        plan = ticket.plan
+        if ticket.degraded:
+            return Settled([], recorded=False)
+        t = tag(plan.tenant_id)
+        keys = [f"{t}:holds", f"{t}:holdrec"] + [budget_key(plan.tenant_id, h) for h in plan.holds]
+        tpm = [_rate_name(r) for r in plan.rates if r.unit == "tpm"]
+        window = ticket.window
+        adjust = tokens - plan.tokens if tpm and window is not None else 0
+        args: list[Any] = [plan.request_id, micros, tokens, len(plan.holds), adjust,
+                           window if window is not None else 0, f"{t}:w:", *tpm]
+        async with self.r.pipeline(transaction=False) as pipe:
+            await self._settle(keys=keys, args=args, client=pipe)
+            if event is not None:
+                pipe.xadd(self.stream, {b"r": event})
+            res = await pipe.execute()
+        out = res[0]
+        crossings = []
+        for i, h in enumerate(plan.holds):
+            before, after = int(out[2 * i]), int(out[2 * i + 1])
+            if h.soft_limit_pct and h.limit_micros:
+                soft = h.limit_micros * h.soft_limit_pct // 100
+                if before < soft <= after:
+                    crossings.append(Crossing(h.scope, h.scope_id, h.tag, after, h.limit_micros))
+        return Settled(crossings, recorded=event is not None)
+
+    async def usage(self, scope: str, scope_id: str, tag_: str,
+                    tenant_id: str) -> tuple[int, int, int]:
+        v = await self.r.hmget(budget_key(tenant_id, (scope, scope_id, tag_)),
+                               ["spent", "held", "tok"])
+        return int(v[0] or 0), int(v[1] or 0), int(v[2] or 0)
+
+    async def open_holds(self, tenant_id: str) -> int:
+        """Holds not yet settled (expired ones included until the next admission sweeps)."""
+        return int(await self.r.zcard(f"{tag(tenant_id)}:holds"))
+
+    async def close(self) -> None:
+        return None
+
+
+def _or_none(v: int | None) -> int:
+    return -1 if v is None else v
+
+
+def _period_of(ptag: str) -> Period:
+    return {"d": "day", "w": "week", "m": "month", "t": "total"}[ptag[0]]  # type: ignore[return-value]
+
