@@ -10,6 +10,7 @@
     ├── RateLimited (429 rate_limit_exceeded, Retry-After)
     ├── BudgetExceeded (429 budget_exceeded, Retry-After)
     ├── Overloaded (503, Retry-After)
+    ├── ClientClosed (499: the client left; never sent, only recorded)
     └── UpstreamError (502 upstream_error)
         ├── UpstreamTimeout (504)
         └── UpstreamUnavailable (503)
@@ -108,6 +109,14 @@ class Overloaded(FrugateError):
     status_code = 503
     type = "overloaded"
     default_code = "overloaded"
+
+
+class ClientClosed(FrugateError):
+    """The client went away before the response was ready (nginx's 499)."""
+
+    status_code = 499
+    type = "client_closed"
+    default_code = "client_closed_request"
 
 
 class UpstreamError(FrugateError):

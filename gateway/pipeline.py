@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ import orjson
 
 from gateway.accounting.ledger import Record
 from gateway.catalog import Target
-from gateway.errors import ContextTooLong, FrugateError, InvalidRequest
+from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
 from gateway.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -38,6 +38,7 @@ from gateway.responses import JSONBytes, SSEResponse
 from gateway.tenancy import Principal, authenticate
 from gateway.tokens import count_messages, count_text
 from gateway.upstream import Opened, Pool, open_request
+from gateway.upstream.transport import Tap
 from gateway.usage import count_partial
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Call:
     body: bytes
     headers: dict[str, str]
     started: float  # time.perf_counter()
+    # The upstream connection this request goes out on: half-closed if the client leaves.
+    tap: Tap = field(default_factory=Tap)
 
     @property
     def authorization(self) -> str | None:
@@ -106,7 +109,7 @@ class Pipeline:
             job.pool = await self._route(job)  # 7 route
             job.dispatched_at = time.perf_counter()
             opened = await open_request(  # 8 dispatch
-                job.pool, _PATHS[call.endpoint], self._upstream_body(job),
+                job.pool, _PATHS[call.endpoint], self._upstream_body(job), tap=call.tap,
                 stream=job.req.stream, settings=s.settings.upstream, request_id=call.request_id)
         except BaseException as exc:
             await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
@@ -219,8 +222,8 @@ class Pipeline:
             if out.usage is not None and out.status == "ok":
                 _take_usage(rec, out.usage)
             else:  # aborted or broken: bill the prompt plus what was streamed
-                prompt, completion = await count_partial(opened, job.body, out.text(),
-                                                         job.prompt_tokens)
+                prompt, completion = await count_partial(opened.pool, opened.replica, job.body,
+                                                         out.text(), job.prompt_tokens)
                 rec.prompt_tokens, rec.completion_tokens = prompt, completion
             rec.status = out.status
             rec.error_type = out.error.type if out.error is not None else None
@@ -249,14 +252,17 @@ class Pipeline:
         rec.pool = rec.pool or (job.pool.name if job.pool else None)
         rec.latency_ms = (time.perf_counter() - job.call.started) * 1000
         if error is not None:
-            if isinstance(error, FrugateError):
-                rec.status, rec.error_type = "error", error.type
-            elif isinstance(error, asyncio.CancelledError):
+            if isinstance(error, ClientClosed | asyncio.CancelledError):
                 rec.status, rec.error_type = "client_aborted", None
+            elif isinstance(error, FrugateError):
+                rec.status, rec.error_type = "error", error.type
             else:
                 rec.status, rec.error_type = "error", "server_error"
-            if rec.status == "client_aborted" and job.pool is not None:
-                rec.prompt_tokens = job.prompt_tokens  # prefill happened; nothing delivered
+            if isinstance(error, ClientClosed) and job.pool is not None:
+                # The upstream saw the prompt (prefill ran) but delivered nothing: bill the
+                # prompt, counted by the upstream's own tokenizer.
+                rec.prompt_tokens, _ = await count_partial(job.pool, None, job.body, "",
+                                                           job.prompt_tokens)
         # Settlement must finish even when the request task is being cancelled.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self.s.meter.settle(ticket, rec))

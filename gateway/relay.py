@@ -72,7 +72,6 @@ class StreamRelay:
         self.extra_final = extra_final
         self.deadline = time.monotonic() + total_timeout_s
         self.outcome = StreamOutcome()
-        self.client_gone = False
         self._meta: tuple[str, int, str] | None = None  # id, created, model of the stream
         self._timeout: asyncio.Timeout | None = None
 
@@ -106,6 +105,7 @@ class StreamRelay:
         # Settle before the client sees the end: a client holding [DONE] is on the ledger.
         await self.finish()
         if self.client_gone:
+            out.status = "client_aborted"
             return
         if out.error is not None:
             yield frame(out.error.body()) + DONE
@@ -151,6 +151,10 @@ class StreamRelay:
                           str(chunk.get("model", "")))
             self.outcome.model = self._meta[2]
 
+    @property
+    def client_gone(self) -> bool:
+        return self.opened.tap.abandoned
+
     async def finish(self) -> None:
         """Run `on_end` once, whatever path the stream took; never raises, never cancelled."""
         if self._ended:
@@ -165,7 +169,6 @@ class StreamRelay:
 
     async def client_disconnected(self) -> None:
         """Abort upstream but keep reading until it stops, so billing sees every token."""
-        self.client_gone = True
         self.outcome.status = "client_aborted"
         self.deadline = min(self.deadline, time.monotonic() + DRAIN_TIMEOUT_S)
         if self._timeout is not None:

@@ -12,22 +12,23 @@ from typing import Any
 import httpx
 
 from gateway.tokens import count_text
-from gateway.upstream.client import Opened
+from gateway.upstream.pool import Pool
+from gateway.upstream.replica import Replica
 
 log = logging.getLogger("frugate.usage")
 TOKENIZE_TIMEOUT_S = 2.0
 
 
-async def count_partial(opened: Opened, body: dict[str, Any], text: str,
+async def count_partial(pool: Pool, replica: Replica | None, body: dict[str, Any], text: str,
                         prompt_estimate: int) -> tuple[int, int]:
     """(prompt tokens, completion tokens) of a request that produced `text` so far."""
-    pool = opened.pool
     prompt_req: dict[str, Any] = {"model": pool.model}
     if "messages" in body:
         prompt_req["messages"] = body["messages"]
     else:
         prompt_req["prompt"] = body.get("prompt", "")
-    replicas = [opened.replica] + [r for r in pool.healthy_replicas() if r is not opened.replica]
+    replicas = ([replica] if replica else []) + [r for r in pool.healthy_replicas()
+                                                 if r is not replica]
     for replica in replicas:
         try:
             prompt = await _tokenize(pool.client, replica.url, prompt_req)

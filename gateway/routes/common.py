@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.state import State
+from gateway.upstream.transport import Tap
 
 T = TypeVar("T")
 
@@ -49,8 +50,14 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-async def until_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -> T | Response:
-    """Run `work`; if the client goes away first, cancel it (which aborts the upstream call)."""
+async def until_disconnect(request: Request, tap: Tap,
+                           work: Callable[[], Awaitable[T]]) -> T | Response:
+    """Run `work`; if the client goes away first, stop it.
+
+    Once a request is on the wire to a replica, its connection is half-closed instead of
+    cancelled: the replica aborts, and whatever it had already produced is still billed.
+    Before that, the work is simply cancelled.
+    """
     task = asyncio.current_task()
     assert task is not None
     gone = False
@@ -58,8 +65,11 @@ async def until_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -
     def on_message(f: asyncio.Future[Any]) -> None:
         nonlocal gone
         if not f.cancelled() and f.exception() is None and f.result()["type"] == "http.disconnect":
-            gone = True
-            task.cancel()
+            if tap.stream is not None:
+                tap.half_close()
+            else:
+                gone = True
+                task.cancel()
 
     watch = asyncio.ensure_future(request.receive())
     watch.add_done_callback(on_message)

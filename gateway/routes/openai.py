@@ -22,7 +22,7 @@ async def _proxy(request: Request, state: StateDep, endpoint: str) -> Any:
     body = await read_body(request, state.settings.limits.max_body_bytes)
     call = Call(request.scope["state"]["request_id"], endpoint, body,
                 {"authorization": request.headers.get("authorization", "")}, started)
-    return await until_disconnect(request, lambda: state.pipeline.run(call))
+    return await until_disconnect(request, call.tap, lambda: state.pipeline.run(call))
 
 
 @router.post("/chat/completions", openapi_extra=json_body(ChatCompletionRequest),

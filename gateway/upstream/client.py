@@ -17,6 +17,7 @@ import orjson
 
 from gateway.config import Upstream as UpstreamSettings
 from gateway.errors import (
+    ClientClosed,
     FrugateError,
     UpstreamError,
     UpstreamTimeout,
@@ -25,6 +26,7 @@ from gateway.errors import (
 )
 from gateway.upstream.pool import Pool
 from gateway.upstream.replica import Replica
+from gateway.upstream.transport import Tap
 
 log = logging.getLogger("frugate.upstream")
 
@@ -39,6 +41,7 @@ class Opened:
     replica: Replica
     response: httpx.Response
     attempts: int
+    tap: Tap
     # Non-streaming: the whole body. Streaming: the first raw chunk (`chunks()` yields all).
     body: bytes = b""
     _iter: AsyncIterator[bytes] | None = field(default=None, repr=False)
@@ -57,15 +60,7 @@ class Opened:
         vLLM notices EOF on the request stream as a disconnect and aborts the sequence; the
         tokens it already wrote still reach us, so what we bill equals what it generated.
         """
-        stream = self.response.extensions.get("network_stream")
-        inner = getattr(stream, "_stream", None)
-        send_eof = getattr(inner, "send_eof", None)
-        if send_eof is None:
-            await self.aclose()
-            return
-        try:
-            await send_eof()
-        except Exception:  # the connection may already be gone
+        if not self.tap.half_close():
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -86,12 +81,23 @@ async def open_request(
     stream: bool,
     settings: UpstreamSettings,
     request_id: str,
+    tap: Tap | None = None,
 ) -> Opened:
     """Send `body` to a replica of `pool`, retrying elsewhere while nothing reached the client.
 
     Connect errors, 5xx/429, dropped connections and first-byte timeouts are retried on another
     replica (bounded, with backoff); 4xx answers are the client's problem and are raised at once.
     """
+    tap = tap or Tap()
+    token = tap.arm()
+    try:
+        return await _attempts(pool, path, body, stream, settings, request_id, tap)
+    finally:
+        Tap.disarm(token)
+
+
+async def _attempts(pool: Pool, path: str, body: bytes, stream: bool,
+                    settings: UpstreamSettings, request_id: str, tap: Tap) -> Opened:
     tried: list[Replica] = []
     last: FrugateError | None = None
     headers = {"content-type": "application/json", "x-request-id": request_id}
@@ -108,7 +114,7 @@ async def open_request(
             req = pool.client.build_request("POST", replica.url + path, content=body,
                                             headers=headers)
             resp = await pool.client.send(req, stream=True)
-            opened = Opened(pool, replica, resp, attempt + 1)
+            opened = Opened(pool, replica, resp, attempt + 1, tap)
             if resp.status_code >= 400:
                 err_body = await resp.aread()
                 await opened.aclose()
@@ -131,18 +137,14 @@ async def open_request(
             return opened
         except FrugateError:
             raise
-        except httpx.TimeoutException as exc:
-            connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            kind = "connect" if connect else "read"
-            _fail(replica, settings, f"{kind} timeout")
-            last = UpstreamTimeout(f"The upstream model server in pool '{pool.name}' timed out.")
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                httpx.WriteError) as exc:
-            hard = isinstance(exc, httpx.ConnectError)
-            _fail(replica, settings, f"{type(exc).__name__}: {exc}", hard=hard)
-            last = UpstreamUnavailable(
-                f"The upstream model server in pool '{pool.name}' is unavailable."
-            )
+        except httpx.HTTPError as exc:
+            if opened is not None:
+                await opened.aclose()
+            else:
+                replica.in_flight -= 1
+            if tap.abandoned:  # we hung up on purpose (the client left): no retry, no blame
+                raise ClientClosed("The client closed the request.") from None
+            last = _classify(exc, replica, settings, pool.name)
         except BaseException:
             if opened is not None:
                 with contextlib.suppress(Exception):
@@ -150,14 +152,24 @@ async def open_request(
             else:
                 replica.in_flight -= 1
             raise
-        if opened is not None:
-            await opened.aclose()
-        else:
-            replica.in_flight -= 1
+        if tap.abandoned:
+            raise ClientClosed("The client closed the request.")
     if last is None:
         last = UpstreamUnavailable(f"No healthy replica is available in pool '{pool.name}'.",
                                    retry_after=1)
     raise last
+
+
+def _classify(exc: httpx.HTTPError, replica: Replica, settings: UpstreamSettings,
+              pool: str) -> FrugateError:
+    """Count a transport failure against the replica; return what the client would see."""
+    if isinstance(exc, httpx.TimeoutException):
+        connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        _fail(replica, settings, f"{'connect' if connect else 'read'} timeout")
+        return UpstreamTimeout(f"The upstream model server in pool '{pool}' timed out.")
+    _fail(replica, settings, f"{type(exc).__name__}: {exc}",
+          hard=isinstance(exc, httpx.ConnectError))
+    return UpstreamUnavailable(f"The upstream model server in pool '{pool}' is unavailable.")
 
 
 def _fail(replica: Replica, settings: UpstreamSettings, reason: str, hard: bool = False) -> None:
