@@ -22,7 +22,7 @@ from gateway.errors import FrugateError, InvalidRequest, NotFound
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.protocol.common import validation_error
 from gateway.responses import JSONBytes
-from gateway.routes import health, openai
+from gateway.routes import admin, health, openai, usage
 from gateway.state import build_state, close_state
 
 log = logging.getLogger("frugate")
@@ -44,6 +44,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastA
                   description="OpenAI-compatible LLM gateway for self-hosted vLLM pools.")
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(usage.router)
+    app.include_router(admin.router)
     app.add_exception_handler(FrugateError, _frugate_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

@@ -157,6 +157,8 @@ class Settings(_Model):
     database_url: str | None = None
     redis_url: str | None = None
     master_key: SecretStr | None = None
+    # Signs soft-limit webhooks (X-Frugate-Signature: sha256=HMAC(secret, body)).
+    webhook_secret: SecretStr | None = None
     pools: list[Pool] = Field(min_length=1)
     simulated_workers: list[SimWorker] = []
     upstream: Upstream = Upstream()

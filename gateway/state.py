@@ -22,11 +22,13 @@ from gateway.accounting.memory import MemoryAdmission
 from gateway.accounting.meter import Meter
 from gateway.accounting.prices import ModelPrice
 from gateway.accounting.redis_admission import RedisAdmission
+from gateway.accounting.webhooks import WebhookNotifier
 from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory
+from gateway.tenancy.invalidation import Invalidator
 from gateway.upstream import Monitor, Pool
 
 log = logging.getLogger("frugate")
@@ -48,6 +50,8 @@ class State:
     embedder: BatchingEmbedder
     redis: Any = None
     ledger_consumer: LedgerConsumer | None = None
+    invalidator: Invalidator = field(init=False)  # admin changes -> every replica
+    webhooks: WebhookNotifier = field(init=False)  # soft-limit notices
     caching: Any = None  # gateway.caching.Caching once wired
     grounding: Any = None  # gateway.grounding.Grounding once wired
     routing: Any = None  # gateway.routing.Routing once wired
@@ -131,6 +135,12 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
 
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
+    state.invalidator = Invalidator(directory, redis)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    state.webhooks = WebhookNotifier(sessions, directory, secret)
+    meter.on_crossing = state.webhooks.on_crossing
+    state.invalidator.start()
+    state.webhooks.start()
     ledger.start()
     if consumer is not None:
         consumer.start()
@@ -146,6 +156,8 @@ async def close_state(state: State) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     await state.monitor.stop()
+    await state.invalidator.stop()
+    await state.webhooks.stop()
     await state.ledger.stop()
     if state.ledger_consumer is not None:
         await state.ledger_consumer.stop()

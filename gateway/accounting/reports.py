@@ -115,7 +115,7 @@ async def _from_ledger(s: AsyncSession, q: ReportQuery) -> list[dict[str, Any]]:
     t = LedgerEntry
     saved = case((t.baseline_micros > t.cost_micros, t.baseline_micros - t.cost_micros), else_=0)
     hit = t.cache_status == "hit"
-    dims: dict[str, ColumnElement[Any]] = {
+    dims: dict[str, Any] = {
         "tenant": t.tenant_id, "team": t.team_id, "key": t.key_id,
         "model": func.coalesce(t.served_model, t.requested_model),
         "day": _utc_day(s, t.ts),
@@ -138,14 +138,14 @@ async def _from_ledger(s: AsyncSession, q: ReportQuery) -> list[dict[str, Any]]:
 
 async def _from_rollup(s: AsyncSession, q: ReportQuery) -> list[dict[str, Any]]:
     t = DailyRollup
-    dims: dict[str, ColumnElement[Any]] = {
+    dims: dict[str, Any] = {
         "tenant": t.tenant_id, "team": t.team_id, "key": t.key_id, "model": t.model, "day": t.day}
     measures: dict[str, ColumnElement[Any]] = {m: func.sum(getattr(t, m)) for m in MEASURES}
     where = [t.day >= q.start.date(), t.day < q.end.date()]
     return await _run(s, q, dims, measures, where)
 
 
-async def _run(s: AsyncSession, q: ReportQuery, dims: dict[str, ColumnElement[Any]],
+async def _run(s: AsyncSession, q: ReportQuery, dims: dict[str, Any],
                measures: dict[str, ColumnElement[Any]],
                where: list[ColumnElement[bool]]) -> list[dict[str, Any]]:
     for name, value in (("tenant", q.tenant_id), ("team", q.team_id), ("key", q.key_id),
@@ -169,7 +169,7 @@ async def _run(s: AsyncSession, q: ReportQuery, dims: dict[str, ColumnElement[An
 
 
 def _utc_day(s: AsyncSession, ts: Any) -> ColumnElement[Any]:
-    if s.bind.dialect.name == "postgresql":
+    if s.get_bind().dialect.name == "postgresql":
         return cast(func.timezone("UTC", ts), Date)
     return func.date(ts)  # SQLite stores the UTC wall clock
 

@@ -90,7 +90,7 @@ class WebhookNotifier:
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[bool]] = set()
         if secret is None:
-            log.warning("webhook_secret is not set: soft-limit webhooks are sent unsigned")
+            log.info("webhook_secret is not set: soft-limit webhooks are sent unsigned")
 
     def on_crossing(self, crossing: Crossing) -> None:
         """The meter's callback: never blocks and never raises."""
@@ -116,15 +116,18 @@ class WebhookNotifier:
 
     async def drain(self) -> None:
         """Wait until every queued crossing has been handled (for tests and shutdown)."""
-        while not self._queue.empty() or self._sends:
-            await asyncio.sleep(0.01)
+        await self._queue.join()
 
     async def _run(self) -> None:
         while True:
             crossing = await self._queue.get()
             task = asyncio.create_task(self.deliver(crossing))
             self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[bool]) -> None:
+        self._sends.discard(task)
+        self._queue.task_done()
 
     async def deliver(self, c: Crossing) -> bool:
         """Claim and send one notice; False when there is nothing to send or it failed."""

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounting.prices import usd_to_micros
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import FrugateError, InvalidRequest, NotFound
 from gateway.storage.models import ApiKey, Budget, PriceRow, Team, Tenant
 from gateway.tenancy.keys import display_prefix, hash_key, new_id, new_key
 
@@ -75,13 +75,14 @@ async def rotate_key(s: AsyncSession, key_id: str, grace_s: int) -> NewKey:
                            scopes=list(old.scopes or []), expires_at=old.expires_at,
                            rpm=old.rpm, tpm=old.tpm, settings=dict(old.settings or {}))
     grace_end = _now() + timedelta(seconds=grace_s)
-    old.expires_at = min(old.expires_at, grace_end) if old.expires_at else grace_end
+    current = _utc(old.expires_at)  # SQLite hands back naive UTC datetimes
+    old.expires_at = min(current, grace_end) if current else grace_end
     old.replaced_by = new.row.id
     return new
 
 
 async def revoke_key(s: AsyncSession, key_id: str) -> ApiKey:
-    row = await get(s, ApiKey, key_id)
+    row: ApiKey = await get(s, ApiKey, key_id)
     if row.revoked_at is None:
         row.revoked_at = _now()
     return row
@@ -120,10 +121,126 @@ async def set_price(s: AsyncSession, model: str, *, input_usd: Decimal, output_u
     return row
 
 
+# Listing, changing and deleting -----------------------------------------------------------------
+
+SCOPES: dict[str, type[Any]] = {"tenant": Tenant, "team": Team, "key": ApiKey}
+
+
+def key_status(row: ApiKey, now: datetime | None = None) -> str:
+    if row.revoked_at is not None:
+        return "revoked"
+    expires = _utc(row.expires_at)
+    if expires is not None and expires <= (now or _now()):
+        return "expired"
+    return "active"
+
+
+async def list_tenants(s: AsyncSession, name: str | None = None) -> list[Tenant]:
+    q = select(Tenant).order_by(Tenant.created_at, Tenant.id)
+    if name is not None:
+        q = q.where(Tenant.name == name)
+    return list((await s.scalars(q)).all())
+
+
+async def list_teams(s: AsyncSession, tenant_id: str | None = None,
+                     name: str | None = None) -> list[Team]:
+    q = select(Team).order_by(Team.created_at, Team.id)
+    if tenant_id is not None:
+        q = q.where(Team.tenant_id == tenant_id)
+    if name is not None:
+        q = q.where(Team.name == name)
+    return list((await s.scalars(q)).all())
+
+
+async def list_keys(s: AsyncSession, *, team_id: str | None = None, tenant_id: str | None = None,
+                    include_revoked: bool = False, limit: int = 100,
+                    offset: int = 0) -> list[ApiKey]:
+    q = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit).offset(offset)
+    if team_id is not None:
+        q = q.where(ApiKey.team_id == team_id)
+    if tenant_id is not None:
+        q = q.where(ApiKey.tenant_id == tenant_id)
+    if not include_revoked:
+        q = q.where(ApiKey.revoked_at.is_(None))
+    return list((await s.scalars(q)).all())
+
+
+async def update(s: AsyncSession, model: type[Any], ident: str,
+                 changes: dict[str, Any]) -> Any:
+    """Set the given columns (a PATCH: only what the caller sent)."""
+    row = await get(s, model, ident)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    await _flush_unique(s, f"Another {_kind(model)} already has the name '{changes.get('name')}'.")
+    return row
+
+
+async def set_limits(s: AsyncSession, scope: str, ident: str, rpm: int | None,
+                     tpm: int | None) -> Team | ApiKey:
+    row: Team | ApiKey = await get(s, {"team": Team, "key": ApiKey}[scope], ident)
+    row.rpm, row.tpm = rpm, tpm
+    await s.flush()
+    return row
+
+
+async def get_budget(s: AsyncSession, scope: str, scope_id: str) -> Budget:
+    await get(s, SCOPES[scope], scope_id)
+    row = await s.get(Budget, (scope, scope_id))
+    if row is None:
+        raise NotFound(f"The {scope} '{scope_id}' has no budget.", code="budget_not_found")
+    return row
+
+
+async def delete_budget(s: AsyncSession, scope: str, scope_id: str) -> None:
+    await s.delete(await get_budget(s, scope, scope_id))
+
+
+async def delete_tenant(s: AsyncSession, tenant_id: str) -> None:
+    row = await get(s, Tenant, tenant_id)
+    teams = list((await s.scalars(select(Team.id).where(Team.tenant_id == tenant_id))).all())
+    keys = list((await s.scalars(select(ApiKey.id).where(ApiKey.tenant_id == tenant_id))).all())
+    await _drop_budgets(s, [("tenant", tenant_id)] + [("team", t) for t in teams]
+                        + [("key", k) for k in keys])
+    # Teams and keys go with it (ON DELETE CASCADE).
+    await s.delete(row)
+    await s.flush()
+
+
+async def delete_team(s: AsyncSession, team_id: str) -> None:
+    row = await get(s, Team, team_id)
+    keys = list((await s.scalars(select(ApiKey.id).where(ApiKey.team_id == team_id))).all())
+    await _drop_budgets(s, [("team", team_id)] + [("key", k) for k in keys])
+    await s.delete(row)
+    await s.flush()
+
+
+async def delete_key(s: AsyncSession, key_id: str) -> None:
+    row = await get(s, ApiKey, key_id)
+    await _drop_budgets(s, [("key", key_id)])
+    await s.delete(row)
+    await s.flush()
+
+
+async def _drop_budgets(s: AsyncSession, scopes: list[tuple[str, str]]) -> None:
+    for i in range(0, len(scopes), 500):
+        chunk = scopes[i : i + 500]
+        await s.execute(delete(Budget).where(tuple_(Budget.scope, Budget.scope_id).in_(chunk)))
+
+
+def _kind(model: type[Any]) -> str:
+    return {Tenant: "tenant", Team: "team", ApiKey: "key"}.get(model, model.__name__.lower())
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 async def get(s: AsyncSession, model: type[Any], ident: str) -> Any:
     row = await s.get(model, ident)
     if row is None:
-        kind = {Tenant: "tenant", Team: "team", ApiKey: "key"}.get(model, model.__name__.lower())
+        kind = _kind(model)
         raise NotFound(f"No {kind} with id '{ident}'.", code=f"{kind}_not_found")
     return row
 
@@ -139,8 +256,29 @@ async def _flush_unique(s: AsyncSession, message: str) -> None:
         await s.flush()
     except IntegrityError:
         await s.rollback()
-        from gateway.errors import FrugateError
-
         err = FrugateError(message, code="conflict")
         err.status_code, err.type = 409, "invalid_request_error"
         raise err from None
+
+
+async def resolve(s: AsyncSession, model: type[Any], ref: str,
+                  tenant_id: str | None = None) -> Any:
+    """A tenant or team by id, else by its (unique) name; teams by name within `tenant_id`."""
+    row = await s.get(model, ref)
+    if row is not None and (tenant_id is None or getattr(row, "tenant_id", tenant_id) == tenant_id):
+        return row
+    q = select(model).where(model.name == ref)
+    if tenant_id is not None and model is Team:
+        q = q.where(Team.tenant_id == tenant_id)
+    found = list((await s.scalars(q.limit(2))).all())
+    kind = _kind(model)
+    if not found:
+        raise NotFound(f"No {kind} with id or name '{ref}'.", code=f"{kind}_not_found")
+    if len(found) > 1:
+        raise InvalidRequest(f"More than one {kind} is named '{ref}': use its id or give the "
+                             "tenant.", param=kind, code="ambiguous_name")
+    return found[0]
+
+
+async def list_prices(s: AsyncSession) -> list[PriceRow]:
+    return list((await s.scalars(select(PriceRow).order_by(PriceRow.model))).all())
