@@ -31,17 +31,18 @@ class Invalidator:
                  channel: str = CHANNEL, full_reload_s: float = 30.0,
                  retry_max_s: float = 5.0) -> None:
         self.directory = directory
+        self.origin = secrets.token_hex(8)  # our own messages come back: skip them
         self.channel = channel
         self.full_reload_s = full_reload_s
         self.retry_max_s = retry_max_s
-        self.origin = secrets.token_hex(8)  # our own messages come back: skip them
         self.received = 0
         self._own_redis = False
         if redis is None and redis_url is not None:
             import redis.asyncio as aioredis
 
             redis = aioredis.from_url(redis_url, socket_connect_timeout=2.0,
-                                      health_check_interval=10)
+                                      health_check_interval=10,
+                                      client_name=f"frugate-invalidator-{self.origin}")
             self._own_redis = True
         self.redis = redis
         # Serialises reloads: a full reload that read the rows before a change committed must

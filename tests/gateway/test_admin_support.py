@@ -107,7 +107,7 @@ class Receiver:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = outer.statuses.pop(0) if outer.statuses else 200
