@@ -14,7 +14,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,19 @@ class _Segment:
     lengths: npt.NDArray[np.float32]
     alive: npt.NDArray[np.bool_]
     matrix: sparse.csc_matrix  # rows x vocab-at-build-time, tf values
+    # the matrix with BM25 tf-saturation values instead of tfs; valid for one avgdl/k1/b
+    impacts: sparse.csc_matrix | None = field(default=None, repr=False)
+    impacts_for: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def impact_matrix(self, avgdl: float, k1: float, b: float) -> sparse.csc_matrix:
+        """Recomputed only when the collection statistics changed since the last search."""
+        if self.impacts is None or self.impacts_for != (avgdl, k1, b):
+            m = self.matrix
+            norm = k1 * (1.0 - b + b * self.lengths / avgdl)
+            values = (m.data * (k1 + 1.0) / (m.data + norm[m.indices])).astype(np.float32)
+            self.impacts = sparse.csc_matrix((values, m.indices, m.indptr), shape=m.shape)
+            self.impacts_for = (avgdl, k1, b)
+        return self.impacts
 
     @classmethod
     def from_csr(cls, keys: Keys, csr: sparse.csr_matrix) -> _Segment:
@@ -212,24 +225,16 @@ class BM25Index:
     def _score_segment(
         self, seg: _Segment, query: list[tuple[int, float]], avgdl: float, k: int
     ) -> tuple[Keys, Scores]:
-        m = seg.matrix
-        rows_parts, w_parts = [], []
-        for tid, idf in query:
-            if tid >= m.shape[1]:
-                continue
-            s, e = m.indptr[tid], m.indptr[tid + 1]
-            if s == e:
-                continue
-            rows = m.indices[s:e]
-            tf = m.data[s:e]
-            norm = self.k1 * (1.0 - self.b + self.b * seg.lengths[rows] / avgdl)
-            rows_parts.append(rows)
-            w_parts.append(idf * tf * (self.k1 + 1.0) / (tf + norm))
-        if not rows_parts:
+        impacts = seg.impact_matrix(avgdl, self.k1, self.b)
+        cols = [tid for tid, _ in query if tid < impacts.shape[1]]
+        if not cols:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        rows = np.concatenate(rows_parts)
-        sums = np.bincount(rows, weights=np.concatenate(w_parts), minlength=len(seg.keys))
-        cand = np.flatnonzero((sums > 0) & seg.alive)
+        weights = np.asarray([w for tid, w in query if tid < impacts.shape[1]], np.float32)
+        # one sparse mat-vec over the query terms' postings (C speed, no per-term Python)
+        sums = np.asarray(impacts[:, cols] @ weights).ravel()
+        cand = np.flatnonzero(sums > 0)
+        if not seg.alive.all():
+            cand = cand[seg.alive[cand]]
         if len(cand) > k:
             cand = cand[np.argpartition(-sums[cand], k - 1)[:k]]
         return seg.keys[cand], sums[cand].astype(np.float32)

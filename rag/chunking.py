@@ -78,7 +78,7 @@ class Chunker:
     """
 
     def __init__(
-        self, encoding: tiktoken.Encoding, chunk_tokens: int = 160, overlap_tokens: int = 32,
+        self, encoding: tiktoken.Encoding, chunk_tokens: int = 256, overlap_tokens: int = 48,
     ) -> None:
         if not 0 <= overlap_tokens < chunk_tokens // 2:
             raise ValueError("overlap_tokens must be below half of chunk_tokens")
@@ -114,9 +114,7 @@ class Chunker:
             if len(tokens) <= budget:
                 sentences.append((tokens, glue))
             else:  # a run-on "sentence" (tables, code): overlapping token windows
-                step = budget - self.overlap_tokens
-                for i in range(0, len(tokens) - self.overlap_tokens, step):
-                    sentences.append((tokens[i : i + budget], glue))
+                sentences.extend((window, glue) for window in self._windows(tokens, budget))
         bodies: list[str] = []
         current: list[tuple[list[int], str]] = []
         size = 0
@@ -135,6 +133,34 @@ class Chunker:
         if current and fresh:
             bodies.append(self._join(current))
         return bodies
+
+    def _windows(self, tokens: list[int], budget: int) -> list[list[int]]:
+        """Windows of at most `budget` tokens overlapping by about `overlap_tokens`, with cuts
+        moved (a little) to word starts so that no word is split between windows."""
+        out = []
+        start = 0
+        while True:
+            end = min(start + budget, len(tokens))
+            if end < len(tokens):
+                end = self._word_start(tokens, end, lowest=start + budget // 2, step=-1)
+            out.append(tokens[start:end])
+            if end >= len(tokens):
+                return out
+            nxt = max(end - self.overlap_tokens, start + 1)
+            start = self._word_start(tokens, nxt, lowest=nxt, step=1, highest=end)
+
+    def _word_start(
+        self, tokens: list[int], i: int, lowest: int, step: int, highest: int | None = None
+    ) -> int:
+        """The nearest index from `i` (moving by `step`, at most 16 tokens) whose token begins
+        a word; `i` itself when there is none in reach."""
+        limit = highest if highest is not None else len(tokens)
+        for j in range(i, i + 16 * step, step):
+            if j < lowest or j >= limit:
+                break
+            if self.encoding.decode_single_token_bytes(tokens[j])[:1].isspace():
+                return j
+        return i
 
     def _overlap(self, emitted: list[tuple[list[int], str]]) -> list[tuple[list[int], str]]:
         if not self.overlap_tokens:

@@ -250,7 +250,7 @@ class Collection:
             query_vector = self._embedder.embed([query_text])[0]
         with self._lock:
             self._check_open()
-            keys, scores = self._index.search(query_text, query_vector, k, mode, self._texts)
+            keys, scores = self._index.search(query_text, query_vector, k, mode)
             rows = self._db.chunks(keys.tolist())
         hits = []
         for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
@@ -279,9 +279,7 @@ class Collection:
         depth = max(4 * k, 50)
         while True:
             with self._lock:
-                keys, scores = self._index.search(
-                    query_text, query_vector, depth, mode, self._texts
-                )
+                keys, scores = self._index.search(query_text, query_vector, depth, mode)
                 n_chunks = len(self._index)
                 ranked: dict[str, float] = {}
                 for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
@@ -323,11 +321,6 @@ class Collection:
             if progress:
                 progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
         return np.concatenate(parts).astype(np.float32, copy=False)
-
-    def _texts(self, keys: npt.NDArray[np.int64]) -> list[str]:
-        """Indexed texts of chunks (pseudo-relevance feedback reads a few per query)."""
-        rows = self._db.chunks(keys.tolist())
-        return [_indexed(rows[k][0]) for k in keys.tolist() if k in rows]
 
     def _open_index(self) -> HybridIndex:
         snapshot = self.directory / "index"
@@ -391,10 +384,18 @@ class CollectionStore:
         *,
         encoding: tiktoken.Encoding | None = None,
         bpe_path: Path | None = None,
-        chunk_tokens: int = 160,
-        overlap_tokens: int = 32,
+        chunk_tokens: int = 256,
+        overlap_tokens: int = 48,
         config: RetrievalConfig | None = None,
+        faiss_threads: int | None = 1,
     ) -> None:
+        """`faiss_threads` is process-wide (faiss has no per-call setting): each search is one
+        query, and OpenMP's spinning worker threads cost 20+ ms per search when the cores are
+        busy, so the default is 1. None leaves faiss as it is."""
+        if faiss_threads is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(faiss_threads)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder

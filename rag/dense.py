@@ -2,8 +2,8 @@
 
 The vectors themselves are kept in a numpy matrix (the source for rebuilds and for
 persistence); faiss is the search accelerator. Small collections use an exact flat index;
-from `ivf_threshold` vectors on, an IVF index (nlist ~ 4*sqrt(n), nprobe scanning a few
-percent of the lists) keeps a 100k-chunk search well under a millisecond. IVF supports
+from `ivf_threshold` vectors on, an IVF index with 8-bit codes (nlist ~ 2*sqrt(n), nprobe
+scanning ~6% of the lists) keeps a 100k-chunk search around half a millisecond. IVF supports
 add/remove by id, so documents come and go without a rebuild; it is retrained when the
 collection has grown a lot since training.
 """
@@ -102,7 +102,12 @@ class DenseIndex:
         else:
             nlist = int(2 * math.sqrt(n))
             quantizer = faiss.IndexFlatIP(self.dim)
-            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            # 8-bit scalar codes: a quarter of the memory traffic of float32 per probed list
+            # (the scan is memory-bound), cosine error ~1e-3; ranks barely move
+            ivf = faiss.IndexIVFScalarQuantizer(
+                quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                faiss.METRIC_INNER_PRODUCT,
+            )
             # k-means on a sample, few iterations: training stays ~seconds at 100k vectors
             ivf.cp.max_points_per_centroid = 32
             ivf.cp.niter = 10

@@ -14,7 +14,13 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rag.records import SearchMode
+
+if TYPE_CHECKING:
+    from embedder.base import Embedder
+    from rag.collections import Collection
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[str]]
@@ -72,3 +78,23 @@ def evaluate_run(run: Run, qrels: Qrels, ndcg_k: int = 10, recall_k: int = 100) 
     ndcg = sum(ndcg_at_k(run.get(q, []), qrels[q], ndcg_k) for q in judged) / len(judged)
     recall = sum(recall_at_k(run.get(q, []), qrels[q], recall_k) for q in judged) / len(judged)
     return {f"ndcg@{ndcg_k}": ndcg, f"recall@{recall_k}": recall, "queries": len(judged)}
+
+
+def evaluate_collection(
+    collection: Collection,
+    embedder: Embedder,
+    queries: Sequence[Query],
+    qrels: Qrels,
+    modes: Sequence[SearchMode] = ("dense", "bm25", "fused"),
+    depth: int = 100,
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 and recall@`depth` of each retrieval mode over `queries` (embedded once)."""
+    vectors = embedder.embed([q.text for q in queries])
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        run: Run = {
+            q.id: [doc for doc, _ in collection.search_documents(q.text, vectors[i], depth, mode)]
+            for i, q in enumerate(queries)
+        }
+        results[mode] = evaluate_run(run, qrels, recall_k=depth)
+    return results

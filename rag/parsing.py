@@ -57,6 +57,8 @@ def detect_format(content: bytes | str, filename: str | None, content_type: str 
     lowered = head.lstrip().lower()
     if lowered.startswith((b"<!doctype html", b"<html")) or b"<body" in lowered:
         return "html"
+    if re.match(rb"#{1,6} \S", head.lstrip()):  # opens with an ATX heading
+        return "markdown"
     return "text"
 
 

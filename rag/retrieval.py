@@ -1,8 +1,8 @@
-"""Hybrid retrieval over one collection's chunks: dense + BM25, fused by weighted RRF."""
+"""Hybrid retrieval over one collection's chunks: dense + BM25, fused by weighted RRF,
+with one round of dense pseudo-relevance feedback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,18 +12,17 @@ import numpy.typing as npt
 from rag.analysis import Analyzer
 from rag.bm25 import BM25Index
 from rag.dense import DenseIndex
-from rag.expansion import rm3, rocchio
+from rag.expansion import rocchio
 from rag.fusion import rrf
 from rag.records import SearchMode
 
 Keys = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
-TextsFor = Callable[[Keys], list[str]]  # chunk keys -> their indexed texts
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """Tuned on Cranfield (see docs/rag.md); the defaults are what the gateway uses."""
+    """Tuned on Cranfield (docs/rag.md); the defaults are what the gateway uses."""
 
     depth: int = 100  # candidates taken from each retriever before fusion
     rrf_k: float = 60.0
@@ -32,11 +31,10 @@ class RetrievalConfig:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     ivf_threshold: int = 20_000  # chunks; exact search below, IVF from here on
-    # pseudo-relevance feedback (fused mode only); feedback_chunks=0 turns it off
+    # pseudo-relevance feedback in fused mode (0 chunks: off): the dense query moves towards
+    # the top fused chunks (Rocchio) and the dense side is searched again
     feedback_chunks: int = 3
-    feedback_terms: int = 20
-    feedback_query_weight: float = 0.5  # RM3: share of the original query terms
-    feedback_vector_weight: float = 1.0  # Rocchio: weight of the feedback centroid
+    feedback_weight: float = 1.0
 
 
 class HybridIndex:
@@ -62,12 +60,12 @@ class HybridIndex:
         self.bm25.remove(keys.tolist())
 
     def search(
-        self, text: str, vector: Vectors | None, k: int, mode: SearchMode = "fused",
-        texts_for: TextsFor | None = None,
+        self, text: str, vector: Vectors | None, k: int, mode: SearchMode = "fused"
     ) -> tuple[Keys, npt.NDArray[np.float64]]:
         """Top-k chunk keys with their scores; `vector` may be None only for mode="bm25".
 
-        Fused mode with `texts_for` runs a second, expanded round (pseudo-relevance feedback).
+        Scores: cosine (dense), BM25 (bm25), or RRF scaled to [0, 1] (fused: 1.0 means
+        ranked first by both retrievers).
         """
         if mode == "bm25":
             keys, scores = self.bm25.search(text, k)
@@ -77,31 +75,21 @@ class HybridIndex:
         if mode == "dense":
             keys, scores = self.dense.search(vector, k)
             return keys, scores.astype(np.float64)
-        depth = max(k, self.config.depth)
-        query = self.bm25.query_weights(text)
-        keys, fused = self._fuse(vector, query, depth)
         cfg = self.config
-        if cfg.feedback_chunks and texts_for is not None and len(keys):
-            feedback = keys[: cfg.feedback_chunks]
-            vector = rocchio(vector, self.dense.vectors_for(feedback), cfg.feedback_vector_weight)
-            analyse = self.bm25.analyzer.terms
-            query = rm3(
-                query, [analyse(t) for t in texts_for(feedback)], cfg.feedback_terms,
-                cfg.feedback_query_weight,
-            )
-            keys, fused = self._fuse(vector, query, depth)
-        return keys[:k], fused[:k]
-
-    def _fuse(
-        self, vector: Vectors, query: dict[str, float], depth: int
-    ) -> tuple[Keys, npt.NDArray[np.float64]]:
+        depth = max(k, cfg.depth)
         dense_keys, _ = self.dense.search(vector, depth)
-        bm25_keys, _ = self.bm25.search_terms(query, depth)
-        return rrf(
-            [dense_keys, bm25_keys],
-            [self.config.dense_weight, self.config.bm25_weight],
-            k=self.config.rrf_k,
-        )
+        bm25_keys, _ = self.bm25.search(text, depth)
+        keys, fused = self._fuse(dense_keys, bm25_keys)
+        if cfg.feedback_chunks and len(keys):
+            feedback = self.dense.vectors_for(keys[: cfg.feedback_chunks])
+            dense_keys, _ = self.dense.search(rocchio(vector, feedback, cfg.feedback_weight), depth)
+            keys, fused = self._fuse(dense_keys, bm25_keys)
+        top = (cfg.dense_weight + cfg.bm25_weight) / (cfg.rrf_k + 1.0)
+        return keys[:k], fused[:k] / top
+
+    def _fuse(self, dense_keys: Keys, bm25_keys: Keys) -> tuple[Keys, npt.NDArray[np.float64]]:
+        cfg = self.config
+        return rrf([dense_keys, bm25_keys], [cfg.dense_weight, cfg.bm25_weight], k=cfg.rrf_k)
 
     def save(self, directory: Path) -> None:
         self.dense.save(directory)
