@@ -1,0 +1,1 @@
+"""Tests of the gateway benchmark scripts and their helpers (benchmarks/lib)."""
