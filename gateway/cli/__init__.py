@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import cache, rag, router, serve, sim, worker
+from gateway.cli import budgets, cache, keys, rag, report, router, serve, sim, worker
 
 app = typer.Typer(
     name="frugate",
@@ -20,6 +20,9 @@ app.add_typer(router.app, name="router")
 app.add_typer(cache.app, name="cache")
 app.add_typer(rag.app, name="rag")
 app.add_typer(worker.app, name="worker")
+app.add_typer(keys.app, name="keys")
+app.add_typer(budgets.app, name="budgets")
+app.command("report")(report.report)
 
 
 def main() -> None:
