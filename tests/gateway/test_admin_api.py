@@ -185,7 +185,8 @@ def test_rotated_key_keeps_working_for_its_grace_period(gw: GatewayServer,
         assert assert_error(c_old.get("/v1/models"), 401)["code"] == "expired_api_key"
         assert c_new.get("/v1/models").status_code == 200
     ok(admin.post(f"/admin/keys/{new['id']}/revoke"))
-    assert_error(admin.post(f"/admin/keys/{new['id']}/rotate"), 400)
+    err = assert_error(admin.post(f"/admin/keys/{new['id']}/rotate"), 400)  # no body: default
+    assert "revoked key cannot be rotated" in err["message"]
 
 
 def test_budget_takes_effect_without_restart(gw: GatewayServer, admin: httpx.Client) -> None:

@@ -79,6 +79,9 @@ def test_budgets_limits_and_prices_reach_the_other_replica(
         ok(adm.put(f"/admin/teams/{team}/budget", json={"limit_usd": 3, "period": "week"}))
         assert wait_for(lambda: ("team", team) in directory.budgets) < LIMIT_S
         assert directory.budgets[("team", team)].limit_micros == 3_000_000
+        # Spend comes from the Redis counters here (no request yet: zero).
+        current = ok(adm.get(f"/admin/teams/{team}/budget"))["current"]
+        assert (current["spent_micros"], current["held_micros"]) == (0, 0)
 
         ok(adm.put(f"/admin/teams/{team}/limits", json={"rpm": 7}))
 
