@@ -156,6 +156,8 @@ class Settings(_Model):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Prefix of every Redis key and channel, so deployments can share one Redis.
+    redis_prefix: str = Field(default="frugate", pattern=r"^[A-Za-z0-9_.-]+$")
     master_key: SecretStr | None = None
     # Signs soft-limit webhooks (X-Frugate-Signature: sha256=HMAC(secret, body)).
     webhook_secret: SecretStr | None = None

@@ -219,9 +219,9 @@ class Pipeline:
             rec.served_model = out.model
             if out.first_byte_at is not None:
                 rec.ttft_ms = (out.first_byte_at - job.call.started) * 1000
-            if out.usage is not None and out.status == "ok":
+            if out.usage is not None:  # the upstream's own count, even if the client left
                 _take_usage(rec, out.usage)
-            else:  # aborted or broken: bill the prompt plus what was streamed
+            else:  # aborted or broken before usage: bill the prompt plus what was streamed
                 prompt, completion = await count_partial(opened.pool, opened.replica, job.body,
                                                          out.text(), job.prompt_tokens)
                 rec.prompt_tokens, rec.completion_tokens = prompt, completion

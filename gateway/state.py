@@ -28,6 +28,7 @@ from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory
+from gateway.tokens import encoding
 from gateway.tenancy.invalidation import Invalidator
 from gateway.upstream import Monitor, Pool
 
@@ -112,9 +113,11 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     consumer: LedgerConsumer | None = None
     if settings.redis_url:
         redis = connect_redis(settings.redis_url)
-        admission = RedisAdmission(redis, hold_ttl_s=settings.admission.hold_ttl_s,
+        admission = RedisAdmission(redis, prefix=settings.redis_prefix,
+                                   hold_ttl_s=settings.admission.hold_ttl_s,
                                    fail_open=settings.admission.fail_open)
-        consumer = LedgerConsumer(redis, sessions, claim_idle_ms=settings.ledger.claim_idle_ms)
+        consumer = LedgerConsumer(redis, sessions, prefix=settings.redis_prefix,
+                                  claim_idle_ms=settings.ledger.claim_idle_ms)
     else:
         admission = MemoryAdmission(hold_ttl_s=settings.admission.hold_ttl_s)
     ledger = BatchWriter(sessions, flush_ms=settings.ledger.flush_ms,
@@ -123,6 +126,7 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     meter = Meter(admission, directory, ledger, config_prices, _baseline(settings))
     monitor = Monitor(pools.values(), settings.upstream)
     metrics = Metrics(pools.values())
+    await asyncio.to_thread(encoding)  # load the BPE file now, not on the first request
     if embedder is None:
         from embedder import MiniLMEmbedder
 
@@ -135,7 +139,8 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
 
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
-    state.invalidator = Invalidator(directory, redis)
+    state.invalidator = Invalidator(directory, redis,
+                                    channel=f"{settings.redis_prefix}:invalidate")
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     state.webhooks = WebhookNotifier(sessions, directory, secret)
     meter.on_crossing = state.webhooks.on_crossing

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounting.ledger import Record, write_records
-from gateway.accounting.redis_admission import LEDGER_STREAM
+from gateway.accounting.redis_admission import ledger_stream
 
 log = logging.getLogger("frugate.ledger")
 GROUP = "ledger-writers"
@@ -27,11 +27,11 @@ GROUP = "ledger-writers"
 
 class LedgerConsumer:
     def __init__(self, client: aioredis.Redis, sessions: async_sessionmaker[AsyncSession], *,
-                 stream: str = LEDGER_STREAM, batch: int = 500, block_ms: int = 200,
+                 prefix: str = "frugate", batch: int = 500, block_ms: int = 200,
                  claim_idle_ms: int = 30_000) -> None:
         self.r = client
         self.sessions = sessions
-        self.stream = stream
+        self.stream = ledger_stream(prefix)
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms

@@ -1,6 +1,6 @@
 """Admission shared by every gateway replica: one Lua script in Redis per request.
 
-Keys are hash-tagged per tenant (`fg:{t:<tenant>}:...`) so each script touches one Redis
+Keys are hash-tagged per tenant (`<prefix>:{t:<tenant>}:...`) so each script touches one Redis
 Cluster slot. Settlement and the ledger event go to Redis in one pipelined round trip.
 """
 
@@ -31,18 +31,12 @@ from gateway.errors import Overloaded
 log = logging.getLogger("frugate.accounting")
 
 LUA = Path(__file__).resolve().parent / "lua"
-LEDGER_STREAM = "frugate:ledger"
 # Budget counters outlive their period by this much so reports can still read them.
 COUNTER_GRACE_S = 40 * 86400
 
 
-def tag(tenant_id: str) -> str:
-    return f"fg:{{t:{tenant_id}}}"
-
-
-def budget_key(tenant_id: str, h: Hold | tuple[str, str, str]) -> str:
-    scope, sid, ptag = (h.scope, h.scope_id, h.tag) if isinstance(h, Hold) else h
-    return f"{tag(tenant_id)}:b:{scope}:{sid}:{ptag}"
+def ledger_stream(prefix: str) -> str:
+    return f"{prefix}:ledger"
 
 
 def _rate_name(r: Rate) -> str:
@@ -50,18 +44,28 @@ def _rate_name(r: Rate) -> str:
 
 
 class RedisAdmission:
-    def __init__(self, client: aioredis.Redis, *, hold_ttl_s: float = 900.0,
-                 fail_open: bool = False, stream: str = LEDGER_STREAM) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "frugate",
+                 hold_ttl_s: float = 900.0, fail_open: bool = False) -> None:
         self.r = client
+        self.prefix = prefix
         self.hold_ttl_s = hold_ttl_s
         self.fail_open = fail_open
-        self.stream = stream
+        self.stream = ledger_stream(prefix)
         self._admit = client.register_script((LUA / "admit.lua").read_text())
         self._settle = client.register_script((LUA / "settle.lua").read_text())
 
+    def tag(self, tenant_id: str) -> str:
+        """Every key of one tenant shares this hash tag (one Redis Cluster slot)."""
+        return f"{self.prefix}:{{t:{tenant_id}}}"
+
+    def budget_key(self, tenant_id: str, h: Hold | tuple[str, str, str]) -> str:
+        scope, sid, ptag = (h.scope, h.scope_id, h.tag) if isinstance(h, Hold) else h
+        return f"{self.tag(tenant_id)}:b:{scope}:{sid}:{ptag}"
+
     async def admit(self, plan: Plan) -> Ticket:
-        t = tag(plan.tenant_id)
-        keys = [f"{t}:holds", f"{t}:holdrec"] + [budget_key(plan.tenant_id, h) for h in plan.holds]
+        t = self.tag(plan.tenant_id)
+        keys = [f"{t}:holds", f"{t}:holdrec"] + [self.budget_key(plan.tenant_id, h)
+                                                 for h in plan.holds]
         args: list[Any] = [plan.request_id, plan.micros, plan.tokens, int(self.hold_ttl_s),
                            len(plan.holds), f"{t}:w:", len(plan.rates)]
         now = datetime.now(UTC)
@@ -102,8 +106,9 @@ class RedisAdmission:
         plan = ticket.plan
         if ticket.degraded:
             return Settled([], recorded=False)
-        t = tag(plan.tenant_id)
-        keys = [f"{t}:holds", f"{t}:holdrec"] + [budget_key(plan.tenant_id, h) for h in plan.holds]
+        t = self.tag(plan.tenant_id)
+        keys = [f"{t}:holds", f"{t}:holdrec"] + [self.budget_key(plan.tenant_id, h)
+                                                 for h in plan.holds]
         tpm = [_rate_name(r) for r in plan.rates if r.unit == "tpm"]
         window = ticket.window
         adjust = tokens - plan.tokens if tpm and window is not None else 0
@@ -126,13 +131,13 @@ class RedisAdmission:
 
     async def usage(self, scope: str, scope_id: str, tag_: str,
                     tenant_id: str) -> tuple[int, int, int]:
-        v = await self.r.hmget(budget_key(tenant_id, (scope, scope_id, tag_)),
+        v = await self.r.hmget(self.budget_key(tenant_id, (scope, scope_id, tag_)),
                                ["spent", "held", "tok"])
         return int(v[0] or 0), int(v[1] or 0), int(v[2] or 0)
 
     async def open_holds(self, tenant_id: str) -> int:
         """Holds not yet settled (expired ones included until the next admission sweeps)."""
-        return int(await self.r.zcard(f"{tag(tenant_id)}:holds"))
+        return int(await self.r.zcard(f"{self.tag(tenant_id)}:holds"))
 
     async def close(self) -> None:
         return None

@@ -27,7 +27,7 @@ async def admission(request: pytest.FixtureRequest) -> AsyncIterator[Admission]:
         return
     client = connect_redis(REDIS_URL)
     try:
-        yield RedisAdmission(client, hold_ttl_s=1)
+        yield RedisAdmission(client, prefix="fgtest-" + secrets.token_hex(4), hold_ttl_s=1)
     finally:
         await client.aclose()
 

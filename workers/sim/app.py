@@ -186,7 +186,14 @@ class SimApp:
                                 "headers": [*SSE, *extra],
                             }
                         )
+                    before = [s.sent for s in job.seqs]
                     data = writer.progress()
+                    if data and _connection_lost(receive):
+                        for s, sent in zip(job.seqs, before, strict=True):
+                            s.sent = sent
+                        engine.abort(job)
+                        engine.record(job, "aborted")
+                        return
                     if job.finished:
                         status = "error" if job.error else "completed"
                         engine.record(job, status)
@@ -235,7 +242,15 @@ class SimApp:
                     if job.aborted:
                         engine.record(job, "aborted")
                         return
+                    before = [s.sent for s in job.seqs]
                     data = writer.progress()
+                    if data and _connection_lost(receive):
+                        # uvicorn would drop these frames silently: they were never sent.
+                        for s, sent in zip(job.seqs, before, strict=True):
+                            s.sent = sent
+                        engine.abort(job)
+                        engine.record(job, "aborted")
+                        return
                     if job.finished:
                         job.responded = True
                         engine.record(job, "error" if job.error else "completed")
@@ -374,3 +389,13 @@ class SimApp:
             await send_json(send, 400, error_body(f"invalid token id: {exc}", 400, "tokens"))
             return
         await send_json(send, 200, {"prompt": text})
+
+
+def _connection_lost(receive: Receive) -> bool:
+    """Whether the server already lost the client's connection (uvicorn's own flag).
+
+    uvicorn's send() silently drops frames once the connection is lost; checking first lets
+    the usage ledger count exactly the frames that went out. Other servers: assume connected.
+    """
+    cycle = getattr(receive, "__self__", None)
+    return bool(getattr(cycle, "disconnected", False))

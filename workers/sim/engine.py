@@ -139,7 +139,10 @@ class Engine:
             completion = sum(s.emitted for s in job.seqs)
             self.stats.completed += 1
         else:
-            completion = sum(s.sent for s in job.seqs)
+            # A stream cut short reports no usage (in vLLM either); what a biller can charge
+            # is the text it received, counted by this server's tokenizer (as /tokenize
+            # would). Retokenizing a cut can differ by a token from the steps generated.
+            completion = sum(self._billable(s) for s in job.seqs)
             if status == "aborted":
                 self.stats.aborted += 1
             else:
@@ -158,6 +161,13 @@ class Engine:
                 ],
             )
         )
+
+    def _billable(self, seq: Seq) -> int:
+        if not seq.sent:
+            return 0
+        plan = seq.plan
+        text = plan.args_span(0, seq.sent) if plan.tool is not None else plan.span(0, seq.sent)
+        return len(self.planner.tokenizer.encode(text)) if text else 0
 
     # -- instant mode ----------------------------------------------------------------------
 
