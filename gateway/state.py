@@ -28,8 +28,8 @@ from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory
-from gateway.tokens import encoding
 from gateway.tenancy.invalidation import Invalidator
+from gateway.tokens import encoding
 from gateway.upstream import Monitor, Pool
 
 log = logging.getLogger("frugate")
