@@ -209,3 +209,62 @@ async def _open_holds(gw: GatewayServer) -> int:
     if hasattr(adm, "open") and isinstance(adm.open, dict):
         return len(adm.open)
     return sum([await adm.open_holds(t) for t in gw.state.directory.tenants])
+
+
+def test_ledger_survives_sigkill_of_a_gateway(postgres: str, tmp_path: Path) -> None:
+    """A replica killed mid-load loses no ledger rows: another replica claims its events."""
+    with SimServer(model="sim-small", profile="fast", itl_ms=2.0,
+                   output_tokens=(10, 30)) as sim:
+        key, _ = asyncio.run(seed(postgres))
+        cfg = {"database_url": postgres, "redis_url": REDIS_URL,
+               "redis_prefix": "fgt-" + secrets.token_hex(4), "master_key": "fk-test-master",
+               "pools": [_pool(sim)], "ledger": {"claim_idle_ms": 1000},
+               "logging": {"level": "WARNING"}}
+        a = GatewayProcess(cfg, tmp_path / "a").start()
+        b = GatewayProcess(cfg, tmp_path / "b").start()
+        try:
+            done = asyncio.run(_load_until_killed(a, key))
+            assert a.proc is not None and a.proc.returncode == -9
+            rows = ledger_rows(postgres, expect=len(done), timeout=30)
+        finally:
+            a.kill()
+            b.stop()
+    assert len(done) >= 50
+    missing = done - {r["request_id"] for r in rows}
+    assert not missing, f"{len(missing)} completed requests missing from the ledger"
+
+
+async def _load_until_killed(gw: GatewayProcess, key: str) -> set[str]:
+    """Requests against `gw`; SIGKILL it after 60 completed. Returns ids that completed."""
+    done: set[str] = set()
+    headers = {"authorization": f"Bearer {key}"}
+    killed = asyncio.Event()
+
+    async def one(i: int, client: httpx.AsyncClient) -> None:
+        body = {"model": "small", "messages": MSG, "max_tokens": 20, "stream": i % 2 == 0}
+        try:
+            async with client.stream("POST", gw.base_url + "/chat/completions", json=body,
+                                     headers=headers) as r:
+                payload = b"".join([c async for c in r.aiter_bytes()])
+                complete = r.status_code == 200 and (not body["stream"]
+                                                     or payload.endswith(b"data: [DONE]\n\n"))
+                if complete:
+                    done.add(r.headers["x-frugate-request-id"])
+        except httpx.HTTPError:
+            return  # the gateway died under this request: it never completed
+        if len(done) >= 60 and not killed.is_set():
+            killed.set()
+            gw.kill()
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        sem = asyncio.Semaphore(16)
+
+        async def gated(i: int) -> None:
+            if killed.is_set():
+                return
+            async with sem:
+                if not killed.is_set():
+                    await one(i, client)
+
+        await asyncio.gather(*(gated(i) for i in range(400)))
+    return done
