@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,12 +135,10 @@ async def _mixed_traffic(base_url: str, key: str) -> None:
                         break
 
         async def abandon_json(i: int) -> None:
-            try:
-                # Generation takes ~1.2 s: the client gives up while the replica is working.
+            # Generation takes ~1.2 s: the client gives up while the replica is working.
+            with contextlib.suppress(httpx.TimeoutException):
                 await http.post("/chat/completions", timeout=0.6 + 0.02 * (i % 5), json={
                     "model": "small", "messages": MSG, "max_tokens": 150, "min_tokens": 150})
-            except httpx.TimeoutException:
-                pass
 
         jobs = ([plain(i) for i in range(40)] + [streamed(i) for i in range(20)]
                 + [broken(i) for i in range(15)] + [abandon_stream(i) for i in range(15)]
@@ -182,7 +181,9 @@ def test_ledger_equals_upstream_usage_under_faults_and_aborts(
         if (row["prompt_tokens"], row["completion_tokens"]) != (prompt, completion) or \
                 row["cost_micros"] != MODEL_PRICE.cost(prompt, completion):
             mismatches.append((row, (prompt, completion)))
-    assert not mismatches, "\n".join(f"{r['status']} ledger=({r['prompt_tokens']},{r['completion_tokens']}) upstream={u}" for r, u in mismatches)
+    assert not mismatches, "\n".join(
+        f"{r['status']} ledger=({r['prompt_tokens']},{r['completion_tokens']}) upstream={u}"
+        for r, u in mismatches)
     assert sum(r["cost_micros"] for r in rows) == sum(
         MODEL_PRICE.cost(p, c) for p, c in usage.values())
     assert by_status.get("client_aborted", 0) >= 20 and by_status.get("upstream_error", 0) >= 10
