@@ -336,6 +336,20 @@ async def set_price(model: str, body: PriceSet, state: StateDep) -> PriceOut:
     return _price_out(pool.name, pool.config.aliases, price, row)
 
 
+@router.delete("/prices/{model}", response_model=PriceOut,
+               summary="Remove a pool's price override: the configured price applies again")
+async def delete_price(model: str, state: StateDep) -> PriceOut:
+    pool = next((p for p in state.catalog.pools.values()
+                 if model == p.name or model in p.config.aliases), None)
+    if pool is None:
+        raise NotFound(f"No pool or alias named '{model}'.", param="model",
+                       code="model_not_found")
+    async with _write(state) as s:
+        await admin.delete_price(s, pool.name)
+    await state.invalidator.publish("price", pool.name)
+    return _price_out(pool.name, pool.config.aliases, state.meter.config_prices[pool.name], None)
+
+
 # Reports -------------------------------------------------------------------------------------
 
 @router.get("/reports/usage", response_model=UsageReport,

@@ -280,5 +280,12 @@ async def resolve(s: AsyncSession, model: type[Any], ref: str,
     return found[0]
 
 
+async def delete_price(s: AsyncSession, model: str) -> None:
+    row = await s.get(PriceRow, model)
+    if row is None:
+        raise NotFound(f"No price override for '{model}'.", code="price_not_found")
+    await s.delete(row)
+
+
 async def list_prices(s: AsyncSession) -> list[PriceRow]:
     return list((await s.scalars(select(PriceRow).order_by(PriceRow.model))).all())

@@ -93,9 +93,8 @@ class Directory:
                 hash_of_key[k.id] = k.key_hash
         self.by_hash, self._hash_of_key = by_hash, hash_of_key
         self.budgets = {(b.scope, b.scope_id): _rule(b) for b in budgets}
-        for row in prices:
-            self.prices[row.model] = ModelPrice(row.input_micros, row.output_micros,
-                                                row.cached_input_micros)
+        self.prices = {row.model: ModelPrice(row.input_micros, row.output_micros,
+                                             row.cached_input_micros) for row in prices}
 
     async def reload(self, kind: str, ident: str) -> None:
         """Refresh one changed object (and what depends on it) from the database."""
@@ -125,7 +124,9 @@ class Directory:
                     self.budgets[(scope, sid)] = _rule(b)
             elif kind == "price":
                 pr = await s.get(PriceRow, ident)
-                if pr is not None:
+                if pr is None:  # override removed: the configured price applies again
+                    self.prices.pop(ident, None)
+                else:
                     self.prices[ident] = ModelPrice(pr.input_micros, pr.output_micros,
                                                     pr.cached_input_micros)
 

@@ -13,8 +13,7 @@ from sqlalchemy import MetaData, select, text
 
 from gateway.accounting.prices import ModelPrice
 from gateway.storage.models import LedgerEntry
-from tests.gateway.harness import GatewayServer
-from tests.gateway.test_admin_support import (
+from tests.gateway.admin_support import (
     BACKENDS,
     admin_client,
     database_url,
@@ -24,6 +23,7 @@ from tests.gateway.test_admin_support import (
     new_team,
     ok,
 )
+from tests.gateway.harness import GatewayServer
 from workers.sim.process import SimServer
 
 MSG = [{"role": "user", "content": "Say something short."}]
@@ -260,6 +260,12 @@ def test_prices_are_listed_and_overrides_bill_new_requests(gw: GatewayServer,
     gw.call(gw.state.ledger.flush())
     assert gw.call(_team_cost(gw, team)) == expected
     assert float(resp.headers["x-frugate-cost-usd"]) == pytest.approx(expected / 1e6)
+
+    # Removing the override brings the configured price back, live.
+    back = ok(admin.delete("/admin/prices/small"))
+    assert back["source"] == "config"
+    assert gw.state.meter.price("small") == gw.state.meter.config_prices["small"]
+    assert_error(admin.delete("/admin/prices/small"), 404)
 
 
 @pytest.mark.parametrize(("path", "body"), [

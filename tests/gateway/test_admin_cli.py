@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.cli.keys import usd_text
-from tests.gateway.harness import GatewayServer
-from tests.gateway.test_admin_support import (
+from tests.gateway.admin_support import (
     MASTER,
     admin_client,
     database_url,
@@ -23,6 +22,7 @@ from tests.gateway.test_admin_support import (
     key_client,
     ok,
 )
+from tests.gateway.harness import GatewayServer
 from workers.sim.process import SimServer
 
 KEY = re.compile(r"fk-[A-Za-z0-9_-]{30,}")

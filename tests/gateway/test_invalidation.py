@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory, admin
 from gateway.tenancy.invalidation import Invalidator
-from tests.gateway.harness import GatewayServer, pool, settings_for
-from tests.gateway.test_admin_support import (
+from tests.gateway.admin_support import (
     BACKENDS,
     REDIS_URL,
     admin_client,
@@ -27,6 +26,7 @@ from tests.gateway.test_admin_support import (
     new_team,
     ok,
 )
+from tests.gateway.harness import GatewayServer, pool, settings_for
 
 LIMIT_S = 1.0
 

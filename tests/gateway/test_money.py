@@ -135,10 +135,12 @@ async def _mixed_traffic(base_url: str, key: str) -> None:
                         break
 
         async def abandon_json(i: int) -> None:
-            # Generation takes ~1.2 s: the client gives up while the replica is working.
+            # Generation takes ~2.4 s: the client gives up while the replica is working
+            # (the wide margin keeps this true on a loaded 2-core machine).
+            await asyncio.sleep(0.3)
             with contextlib.suppress(httpx.TimeoutException):
-                await http.post("/chat/completions", timeout=0.6 + 0.02 * (i % 5), json={
-                    "model": "small", "messages": MSG, "max_tokens": 150, "min_tokens": 150})
+                await http.post("/chat/completions", timeout=1.2 + 0.02 * (i % 5), json={
+                    "model": "small", "messages": MSG, "max_tokens": 300, "min_tokens": 300})
 
         jobs = ([plain(i) for i in range(40)] + [streamed(i) for i in range(20)]
                 + [broken(i) for i in range(15)] + [abandon_stream(i) for i in range(15)]
@@ -187,6 +189,8 @@ def test_ledger_equals_upstream_usage_under_faults_and_aborts(
     assert sum(r["cost_micros"] for r in rows) == sum(
         MODEL_PRICE.cost(p, c) for p, c in usage.values())
     assert by_status.get("client_aborted", 0) >= 20 and by_status.get("upstream_error", 0) >= 10
+    assert any(r["status"] == "client_aborted" and r["completion_tokens"] == 0 for r in rows), \
+        "a non-streaming request abandoned mid-generation (billed its prompt only)"
 
 
 async def _settled(gw: GatewayServer) -> int:

@@ -19,8 +19,7 @@ from sqlalchemy import select
 
 from gateway.accounting.ledger import Record
 from gateway.storage.models import Feedback, LedgerEntry
-from tests.gateway.harness import GatewayServer
-from tests.gateway.test_admin_support import (
+from tests.gateway.admin_support import (
     BACKENDS,
     admin_client,
     database_url,
@@ -29,6 +28,7 @@ from tests.gateway.test_admin_support import (
     new_key,
     ok,
 )
+from tests.gateway.harness import GatewayServer
 from workers.sim.process import SimServer
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)

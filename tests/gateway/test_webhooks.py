@@ -17,8 +17,7 @@ from gateway.accounting.webhooks import SIGNATURE_HEADER, WebhookNotifier, perio
 from gateway.storage import connect, create_schema
 from gateway.storage.models import SoftLimitNotice
 from gateway.tenancy import BudgetRule, Directory
-from tests.gateway.harness import GatewayServer, free_port
-from tests.gateway.test_admin_support import (
+from tests.gateway.admin_support import (
     BACKENDS,
     Receiver,
     admin_client,
@@ -29,6 +28,7 @@ from tests.gateway.test_admin_support import (
     new_team,
     ok,
 )
+from tests.gateway.harness import GatewayServer, free_port
 from workers.sim.process import SimServer
 
 SECRET = "whsec-test"
