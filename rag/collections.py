@@ -31,14 +31,22 @@ import tiktoken
 
 from embedder.base import Embedder
 from rag.chunking import Chunker, load_encoding
-from rag.errors import CollectionExists, CollectionNotFound, DocumentExists, DocumentNotFound
+from rag.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DocumentExists,
+    DocumentNotFound,
+    InvalidDocument,
+)
 from rag.parsing import parse_document
 from rag.records import CollectionInfo, DocumentInfo, DocumentInput, Hit, SearchMode
 from rag.retrieval import HybridIndex, RetrievalConfig
 from rag.storage import ChunkRow, CollectionDB, StoredDocument
 
 Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks in the batch)
+InvalidHandler = Callable[[DocumentInput, InvalidDocument], None]
 _EMBED_BATCH = 64
+_SNAPSHOT_EAGER_CHUNKS = 20_000  # below this, every change rewrites the snapshot at once
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Collection:
         self._chunker = Chunker(encoding, meta.chunk_tokens, meta.overlap_tokens)
         self._config = config
         self._lock = threading.RLock()
+        self._dirty = False
         self._db = CollectionDB(directory / "store.sqlite", meta.id)
         self._index = self._open_index()
         self._doc_of = self._db.doc_keys()  # chunk key -> document id
@@ -128,12 +137,19 @@ class Collection:
         return self.add_documents([doc])[0]
 
     def add_documents(
-        self, docs: Sequence[DocumentInput], progress: Progress | None = None, save: bool = True,
+        self, docs: Sequence[DocumentInput], progress: Progress | None = None,
+        save: bool | None = None, on_invalid: InvalidHandler | None = None,
     ) -> list[DocumentInfo]:
-        """Ingest a batch (one transaction, one index snapshot; embeddings batched).
+        """Ingest a batch (one transaction; embeddings batched).
 
-        `save=False` defers the index snapshot to `flush()` (bulk loads): the SQLite rows are
-        committed either way, and a stale snapshot is rebuilt from them on the next open.
+        The SQLite rows are committed either way; `save` is about the index snapshot:
+        True writes it now, False leaves it to `flush()`/`close()` (bulk loads), None (the
+        default) writes it now while the collection is small and defers it for big ones,
+        where a snapshot is hundreds of MB. A snapshot that is stale when the collection is
+        next opened (a crash) is rebuilt from the SQLite rows: slower, never lossy.
+
+        A document that cannot be parsed raises InvalidDocument (nothing is added), unless
+        `on_invalid` is given: then it is reported there and the others are added.
         """
         self._check_open()
         ids = [d.doc_id or f"doc_{secrets.token_hex(12)}" for d in docs]
@@ -142,7 +158,15 @@ class Collection:
             if doc_id in seen or self._db.has_document(doc_id):
                 raise DocumentExists(doc_id)
             seen.add(doc_id)
-        prepared = [self._prepare(d, i) for d, i in zip(docs, ids, strict=True)]
+        prepared = []
+        for doc, doc_id in zip(docs, ids, strict=True):
+            try:
+                prepared.append(self._prepare(doc, doc_id))
+            except InvalidDocument as exc:
+                if on_invalid is None:
+                    raise
+                on_invalid(doc, exc)
+        ids = [p.stored.info.id for p in prepared]
         texts = [t for p in prepared for t in p.texts]
         vectors = self._embed(texts, progress)
         start = 0
@@ -167,8 +191,7 @@ class Collection:
             self._index.add(keys, texts, vectors)
             for doc_keys, p in zip(key_lists, prepared, strict=True):
                 self._doc_of.update(dict.fromkeys(doc_keys, p.stored.info.id))
-            if save:
-                self._save_snapshot()
+            self._changed(save)
         return [p.stored.info for p in prepared]
 
     def documents(self) -> list[DocumentInfo]:
@@ -192,7 +215,7 @@ class Collection:
             self._index.remove(np.asarray(keys, dtype=np.int64))
             for key in keys:
                 self._doc_of.pop(key, None)
-            self._save_snapshot()
+            self._changed(None)
 
     def reindex(self, progress: Progress | None = None) -> int:
         """Re-parse, re-chunk and re-embed every stored document; returns the chunk count.
@@ -229,10 +252,11 @@ class Collection:
         return total
 
     def flush(self) -> None:
-        """Write the index snapshot now (after `add_documents(save=False)`)."""
+        """Write the index snapshot if it is behind the store."""
         with self._lock:
             self._check_open()
-            self._save_snapshot()
+            if self._dirty:
+                self._save_snapshot()
 
     # -- search ---------------------------------------------------------------------------
 
@@ -345,6 +369,11 @@ class Collection:
             )
         return index
 
+    def _changed(self, save: bool | None) -> None:
+        self._dirty = True
+        if save or (save is None and len(self._index) < _SNAPSHOT_EAGER_CHUNKS):
+            self._save_snapshot()
+
     def _save_snapshot(self) -> None:
         tmp = self.directory / "index.tmp"
         final = self.directory / "index"
@@ -354,13 +383,16 @@ class Collection:
         (tmp / "generation").write_text(str(self._db.generation()))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        self._dirty = False
 
     def _check_open(self) -> None:
         if self._closed:
             raise CollectionNotFound(self._meta.id)
 
-    def _close(self) -> None:
+    def _close(self, flush: bool = True) -> None:
         with self._lock:
+            if flush and self._dirty and not self._closed:
+                self._save_snapshot()
             self._closed = True
             self._db.close()
 
@@ -465,10 +497,11 @@ class CollectionStore:
             if meta.name is not None:
                 self._names.pop((meta.tenant, meta.name), None)
             self._open.pop(collection.id, None)
-        collection._close()
+        collection._close(flush=False)
         shutil.rmtree(collection.directory, ignore_errors=True)
 
     def close(self) -> None:
+        """Write pending index snapshots and close every open collection."""
         with self._lock:
             for collection in self._open.values():
                 collection._close()

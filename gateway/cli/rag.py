@@ -120,17 +120,13 @@ def _ingest(
     with Progress(*columns, disable=quiet, transient=False) as bar:
         task = bar.add_task("documents", total=None)
 
+        def skip(doc: DocumentInput, exc: InvalidDocument) -> None:
+            skipped.append(f"{doc.doc_id or doc.filename}: {exc}")
+
         def flush() -> None:
             nonlocal added, chunks
             try:
-                infos = collection.add_documents(pending, save=False)
-            except InvalidDocument:  # retry one by one so one bad file does not sink the batch
-                infos = []
-                for doc in pending:
-                    try:
-                        infos += collection.add_documents([doc], save=False)
-                    except InvalidDocument as exc:
-                        skipped.append(f"{doc.doc_id or doc.filename}: {exc}")
+                infos = collection.add_documents(pending, save=False, on_invalid=skip)
             except RagError as exc:
                 raise _fail(str(exc)) from exc
             added += len(infos)
@@ -283,10 +279,12 @@ def _print_table(results: dict[str, Any], docs: int, chunks: int, skipped: int) 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{docs} documents ({skipped} skipped, empty), {chunks} chunks")
+    console = Console()
+    console.print(f"{docs} documents ({skipped} skipped), {chunks} chunks")
+    table = Table()
     table.add_column("retrieval")
     table.add_column("nDCG@10", justify="right")
     table.add_column("recall@100", justify="right")
     for mode, metrics in results.items():
         table.add_row(mode, f"{metrics['ndcg@10']:.4f}", f"{metrics['recall@100']:.4f}")
-    Console().print(table)
+    console.print(table)

@@ -20,7 +20,9 @@ DOCS = [
 ]
 
 
-def reference_scores(docs: list[str], query: str, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
+def reference_scores(
+    docs: list[str], query: str, k1: float = 1.2, b: float = 0.75
+) -> dict[int, float]:
     """BM25 written out directly (Lucene idf), to check the sparse implementation against."""
     analyzer = Analyzer()
     terms = [analyzer.terms(d) for d in docs]

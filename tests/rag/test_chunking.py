@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from rag import Chunker, ParsedDocument, Section, parse_document
@@ -26,7 +28,7 @@ def test_consecutive_chunks_overlap_by_whole_sentences_and_lose_nothing(encoding
     chunker = Chunker(encoding, chunk_tokens=60, overlap_tokens=15)
     text = sentences(30)
     chunks = chunker.chunk(ParsedDocument("T", [Section(text)]))
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         last_sentence = before.text.rsplit(". ", 1)[-1]
         assert after.text.startswith(last_sentence.rstrip(".")), (before.text, after.text)
         assert last_sentence.rstrip(".") + "." in after.text

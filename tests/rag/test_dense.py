@@ -68,4 +68,5 @@ def test_save_and_load_round_trip_flat_and_ivf(tmp_path: Path) -> None:
         loaded = DenseIndex.load(folder, 32, ivf_threshold=threshold)
         assert loaded.kind == kind and len(loaded) == 1499
         for i in (1, 700, 1499):
-            assert loaded.search(vectors[i], 3)[0].tolist() == index.search(vectors[i], 3)[0].tolist()
+            want = index.search(vectors[i], 3)[0].tolist()
+            assert loaded.search(vectors[i], 3)[0].tolist() == want

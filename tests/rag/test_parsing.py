@@ -30,9 +30,9 @@ def test_html_sections_follow_headings_and_drop_code_and_navigation() -> None:
     by_heading = {s.headings: s.text for s in doc.sections}
     assert set(by_heading) == {(), ("Flaps",), ("Flaps", "Slotted"), ("Stall",)}
     # inline tags do not break the sentence; <br> does
-    assert "Lift grows with the angle of attack until the wing stalls.\nThen it drops." == (
+    assert (
         by_heading[()]
-    )
+    ) == "Lift grows with the angle of attack until the wing stalls.\nThen it drops."
     assert "Plain flaps" in by_heading[("Flaps",)] and "Slotted flaps" in by_heading[("Flaps",)]
     assert "boundary layer" in by_heading[("Flaps", "Slotted")]
     assert "15 deg" in by_heading[("Stall",)]
