@@ -91,8 +91,14 @@ class Limits(_Model):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     max_messages: int = Field(default=2048, gt=0)
     max_tokens_ceiling: int = Field(default=32768, gt=0)
-    # Requests waiting for admission beyond this get 503 + Retry-After.
-    max_in_flight: int = Field(default=4096, gt=0)
+    # Overload: at most max_in_flight requests run; one tenant holds at most tenant_share of
+    # them; the rest wait (fairly, round-robin by tenant) in a queue of max_queue for up to
+    # queue_timeout_s; beyond that, 503 + Retry-After. Buffered bodies are capped too.
+    max_in_flight: int = Field(default=2048, gt=0)
+    max_queue: int = Field(default=1024, ge=0)
+    queue_timeout_s: float = Field(default=10.0, gt=0)
+    tenant_share: float = Field(default=0.5, gt=0, le=1)
+    max_buffered_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
 
 
 class Admission(_Model):

@@ -26,6 +26,7 @@ import orjson
 from gateway.accounting.ledger import Record
 from gateway.catalog import Target
 from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
+from gateway.overload import Slot
 from gateway.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -75,6 +76,7 @@ class Job:
     prompt_tokens: int
     max_output: int
     record: Record
+    slot: Slot
     query_text: str = ""
     vector: Any = None
     cache_keys: Any = None
@@ -92,12 +94,13 @@ class Pipeline:
     async def run(self, call: Call) -> Any:
         s = self.s
         principal = authenticate(s.directory, call.authorization)  # 1 authenticate
-        job = self._prepare(call, principal)
-        extra = s.grounding.token_allowance(job) if s.grounding is not None else 0
-        estimate = s.meter.estimate([p.name for p in job.target.candidates(s.catalog)],
-                                    job.prompt_tokens + extra, job.max_output)
-        ticket = await s.meter.admit(principal, call.request_id, estimate,  # 2 admit
-                                     job.prompt_tokens + extra + job.max_output)
+        slot = await s.gate.enter(principal.tenant_id, len(call.body))  # 2 admit: fair capacity
+        try:
+            job = self._prepare(call, principal, slot)
+            ticket = await self._admit(job)  # 2 admit: rate limits + budget hold
+        except BaseException:
+            slot.release()
+            raise
         try:
             if s.grounding is not None and s.grounding.wanted(job):
                 await s.grounding.retrieve(job, await self._vector(job))  # 3 embed, 4 retrieve
@@ -117,6 +120,15 @@ class Pipeline:
         if job.req.stream:  # 9 relay (+ 10 settle when the stream ends)
             return self._relay_stream(job, ticket, opened)
         return await self._relay_json(job, ticket, opened)
+
+    async def _admit(self, job: Job) -> Any:
+        """One atomic step: RPM/TPM windows and a budget hold sized for the worst case."""
+        s = self.s
+        extra = s.grounding.token_allowance(job) if s.grounding is not None else 0
+        estimate = s.meter.estimate([p.name for p in job.target.candidates(s.catalog)],
+                                    job.prompt_tokens + extra, job.max_output)
+        return await s.meter.admit(job.principal, job.call.request_id, estimate,
+                                   job.prompt_tokens + extra + job.max_output)
 
     async def _vector(self, job: Job) -> Any:
         """The request's one embedding, computed on first use and shared by every stage."""
@@ -141,7 +153,7 @@ class Pipeline:
 
     # -- stage helpers -------------------------------------------------------------------
 
-    def _prepare(self, call: Call, principal: Principal) -> Job:
+    def _prepare(self, call: Call, principal: Principal, slot: Slot) -> Job:
         s = self.s
         if call.endpoint == "chat":
             req: SamplingFields
@@ -174,7 +186,7 @@ class Pipeline:
         query = req.last_user_text() if isinstance(req, ChatCompletionRequest) \
             else req.prompt_text()  # type: ignore[attr-defined]
         return Job(call, principal, req, body, target, req.frugate or FrugateControls(),
-                   prompt_tokens, max_output, record, query_text=query)
+                   prompt_tokens, max_output, record, slot, query_text=query)
 
     def _upstream_body(self, job: Job) -> bytes:
         body = job.body
@@ -263,6 +275,7 @@ class Pipeline:
                 # prompt, counted by the upstream's own tokenizer.
                 rec.prompt_tokens, _ = await count_partial(job.pool, None, job.body, "",
                                                            job.prompt_tokens)
+        job.slot.release()
         # Settlement must finish even when the request task is being cancelled.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self.s.meter.settle(ticket, rec))

@@ -24,8 +24,9 @@ from gateway.accounting.prices import ModelPrice
 from gateway.accounting.redis_admission import RedisAdmission
 from gateway.accounting.webhooks import WebhookNotifier
 from gateway.catalog import Catalog
-from gateway.config import Settings
+from gateway.config import Limits, Settings
 from gateway.metrics import Metrics
+from gateway.overload import Gate
 from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory
 from gateway.tenancy.invalidation import Invalidator
@@ -56,6 +57,7 @@ class State:
     caching: Any = None  # gateway.caching.Caching once wired
     grounding: Any = None  # gateway.grounding.Grounding once wired
     routing: Any = None  # gateway.routing.Routing once wired
+    gate: Gate = field(default_factory=lambda: Gate.from_limits(Limits()))
     pipeline: Any = None  # gateway.pipeline.Pipeline
     embeddings: Any = None  # gateway.embeddings.EmbeddingsServing
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -137,6 +139,7 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     from gateway.embeddings import EmbeddingsServing
     from gateway.pipeline import Pipeline
 
+    state.gate = Gate.from_limits(settings.limits)
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
     state.invalidator = Invalidator(directory, redis,

@@ -78,9 +78,12 @@ def serve(
         os.environ["FRUGATE_CONFIG"] = str(path)
         if demo_key:
             _print_snippet(host, port, demo_key, s)
+        # The outer bound on open requests; the gate inside handles fairness and Retry-After.
+        limit = 2 * (s.limits.max_in_flight + s.limits.max_queue)
         uvicorn.run("gateway.asgi:create", factory=True, host=host, port=port, workers=workers,
                     loop="uvloop", http="httptools", log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=30, lifespan="on")
+                    timeout_graceful_shutdown=30, lifespan="on", limit_concurrency=limit,
+                    backlog=4096)
     finally:
         for proc in sims:
             proc.terminate()
