@@ -90,8 +90,9 @@ class Collection:
         self._lock = threading.RLock()
         self._dirty = False
         self._db = CollectionDB(directory / "store.sqlite", meta.id)
-        self._index = self._open_index()
-        self._doc_of = self._db.doc_keys()  # chunk key -> document id
+        # the indexes load on first use: listing collections only touches SQLite
+        self._loaded: HybridIndex | None = None
+        self._doc_of: dict[int, str] = {}  # chunk key -> document id, loaded with the index
         self._closed = False
 
     @property
@@ -183,12 +184,13 @@ class Collection:
             start += n
         with self._lock:
             self._check_open()
+            index = self._index  # loaded before the store changes, so it is not rebuilt twice
             for doc_id in ids:  # another thread may have won the race for an id
                 if self._db.has_document(doc_id):
                     raise DocumentExists(doc_id)
             key_lists = self._db.insert(ready)
             keys = np.asarray([k for ks in key_lists for k in ks], dtype=np.int64)
-            self._index.add(keys, texts, vectors)
+            index.add(keys, texts, vectors)
             for doc_keys, p in zip(key_lists, prepared, strict=True):
                 self._doc_of.update(dict.fromkeys(doc_keys, p.stored.info.id))
             self._changed(save)
@@ -209,10 +211,11 @@ class Collection:
         """Remove a document from the store and from both indexes."""
         with self._lock:
             self._check_open()
+            index = self._index
             keys = self._db.delete(doc_id)
             if keys is None:
                 raise DocumentNotFound(doc_id)
-            self._index.remove(np.asarray(keys, dtype=np.int64))
+            index.remove(np.asarray(keys, dtype=np.int64))
             for key in keys:
                 self._doc_of.pop(key, None)
             self._changed(None)
@@ -235,19 +238,20 @@ class Collection:
             p = self._prepare(doc, info.id)
             vectors = self._embed(p.texts, progress)
             with self._lock:
+                index = self._index
                 if not self._db.has_document(info.id):
                     continue
                 old, new = self._db.replace_chunks(
                     info.id, p.stored.info.title, p.stored.info.format, p.stored.chunks, vectors
                 )
-                self._index.remove(np.asarray(old, dtype=np.int64))
-                self._index.add(np.asarray(new, dtype=np.int64), p.texts, vectors)
+                index.remove(np.asarray(old, dtype=np.int64))
+                index.add(np.asarray(new, dtype=np.int64), p.texts, vectors)
                 for key in old:
                     self._doc_of.pop(key, None)
                 self._doc_of.update(dict.fromkeys(new, info.id))
             total += len(new)
         with self._lock:
-            self._index = self._rebuild_index()  # compact both indexes after the churn
+            self._index.bm25.compact()  # drop the replaced rows
             self._save_snapshot()
         return total
 
@@ -346,6 +350,14 @@ class Collection:
                 progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    @property
+    def _index(self) -> HybridIndex:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._open_index()
+                self._doc_of = self._db.doc_keys()
+            return self._loaded
+
     def _open_index(self) -> HybridIndex:
         snapshot = self.directory / "index"
         marker = snapshot / "generation"
@@ -354,10 +366,9 @@ class Collection:
                 return HybridIndex.load(snapshot, self._embedder.dim, self._config)
             except (OSError, ValueError, KeyError):
                 pass  # unreadable snapshot: fall through to a rebuild
-        index = self._rebuild_index()
-        self._index = index
+        self._loaded = self._rebuild_index()
         self._save_snapshot()
-        return index
+        return self._loaded
 
     def _rebuild_index(self) -> HybridIndex:
         chunks, vectors = self._db.all_chunks()
@@ -371,7 +382,7 @@ class Collection:
 
     def _changed(self, save: bool | None) -> None:
         self._dirty = True
-        if save or (save is None and len(self._index) < _SNAPSHOT_EAGER_CHUNKS):
+        if save or (save is None and len(self._doc_of) < _SNAPSHOT_EAGER_CHUNKS):
             self._save_snapshot()
 
     def _save_snapshot(self) -> None:
@@ -379,7 +390,8 @@ class Collection:
         final = self.directory / "index"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        self._index.save(tmp)
+        assert self._loaded is not None
+        self._loaded.save(tmp)
         (tmp / "generation").write_text(str(self._db.generation()))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

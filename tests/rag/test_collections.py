@@ -109,7 +109,13 @@ def test_stale_or_missing_snapshot_is_rebuilt_from_the_store(tmp_path: Path, enc
     again.close()
     shutil.rmtree(root / col.id / "index")
     third = CollectionStore(root, HashEmbedder(), encoding=encoding)
-    assert [h.doc_id for h in third.get("acme", "pets").search("cats purr", k=1)] == ["cats"]
+    assert third.list("acme")[0].chunk_count == 3
+    assert third.get("acme", "pets")._loaded is None  # listing does not load indexes
+    # the first use is a write: the index is rebuilt once, then the new document added
+    third.get("acme", "pets").add_document("Parrots talk.", doc_id="parrots")
+    col3 = third.get("acme", "pets")
+    assert len(col3._index.dense) == len(col3._index.bm25) == 4
+    assert [h.doc_id for h in col3.search("cats purr", k=1)] == ["cats"]
     third.close()
     crashed.close()
 
