@@ -38,8 +38,14 @@ class _Segment:
     impacts_for: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def impact_matrix(self, avgdl: float, k1: float, b: float) -> sparse.csc_matrix:
-        """Recomputed only when the collection statistics changed since the last search."""
-        if self.impacts is None or self.impacts_for != (avgdl, k1, b):
+        """Recomputed when the collection statistics changed since the last search. A big
+        segment keeps its impacts while the average length drifts less than 0.5 %: each
+        upload would otherwise cost the next search a pass over every posting, and the
+        scores move by less than 0.5 % * b."""
+        cached_avgdl, cached_k1, cached_b = self.impacts_for
+        drift = abs(avgdl - cached_avgdl) / cached_avgdl if cached_avgdl else 1.0
+        tolerance = 0.005 if self.matrix.nnz > 1_000_000 else 0.0
+        if self.impacts is None or (k1, b) != (cached_k1, cached_b) or drift > tolerance:
             m = self.matrix
             norm = k1 * (1.0 - b + b * self.lengths / avgdl)
             values = (m.data * (k1 + 1.0) / (m.data + norm[m.indices])).astype(np.float32)

@@ -105,8 +105,21 @@ def _documents(paths: list[Path], root_ids: bool) -> Iterator[DocumentInput]:
             yield DocumentInput(path.read_bytes(), doc_id=doc_id, filename=path.name)
 
 
+def _count(paths: list[Path]) -> int:
+    """Documents `_documents` will yield (JSONL rows counted), for the progress bar."""
+    total = 0
+    for path in _files(paths):
+        if path.suffix.lower() == ".jsonl":
+            with path.open("rb") as fh:
+                total += sum(1 for line in fh if line.strip())
+        else:
+            total += 1
+    return total
+
+
 def _ingest(
-    collection: Collection, docs: Iterator[DocumentInput], batch: int, quiet: bool
+    collection: Collection, docs: Iterator[DocumentInput], batch: int, quiet: bool,
+    total: int | None = None,
 ) -> tuple[int, int, list[str]]:
     """Add documents in batches with a progress bar; returns (documents, chunks, skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -118,7 +131,7 @@ def _ingest(
     pending: list[DocumentInput] = []
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=quiet, transient=False) as bar:
-        task = bar.add_task("documents", total=None)
+        task = bar.add_task("documents", total=total)
 
         def skip(doc: DocumentInput, exc: InvalidDocument) -> None:
             skipped.append(f"{doc.doc_id or doc.filename}: {exc}")
@@ -174,7 +187,8 @@ def ingest(
             if not create:
                 raise _fail(f"collection {collection!r} not found") from None
             target = store.create(tenant, collection, team=team)
-        added, chunks, skipped = _ingest(target, _documents(paths, path_ids), batch, quiet)
+        docs = _documents(paths, path_ids)
+        added, chunks, skipped = _ingest(target, docs, batch, quiet, _count(paths))
     finally:
         store.close()
     for line in skipped:
@@ -265,7 +279,9 @@ def evaluate(
         store = _store(Path(tmp), embedder)
         try:
             target = store.create("eval", "eval")
-            added, chunks, skipped = _ingest(target, _corpus_rows(corpus), 64, quiet)
+            added, chunks, skipped = _ingest(
+                target, _corpus_rows(corpus), 64, quiet, _count([corpus])
+            )
             results = evaluate_collection(target, embedder, query_rows, judgments)
         finally:
             store.close()
