@@ -169,6 +169,9 @@ def ingest(
         bool, typer.Option("--path-ids", help="Use file paths as document ids (else random).")
     ] = False,
     batch: Annotated[int, typer.Option(help="Documents per embedding batch.")] = 32,
+    embed_cache: Annotated[
+        Path | None, typer.Option(help="Reuse embeddings stored here (keyed by text hash).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Parse, chunk, embed and index documents (text, Markdown, HTML, PDF).
@@ -179,7 +182,7 @@ def ingest(
     """
     from rag import CollectionNotFound
 
-    store = _store(data_dir, _embedder())
+    store = _store(data_dir, _embedder(embed_cache))
     try:
         try:
             target = store.get(tenant, collection, team=team)
