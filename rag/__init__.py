@@ -12,7 +12,7 @@ Never imports `gateway`.
 """
 
 from rag.chunking import Chunk, Chunker, default_bpe_path, load_encoding
-from rag.collections import Collection, CollectionStore
+from rag.collections import Collection
 from rag.embedcache import EmbeddingCache
 from rag.errors import (
     CollectionExists,
@@ -45,6 +45,7 @@ from rag.records import (
     SearchMode,
 )
 from rag.retrieval import RetrievalConfig
+from rag.store import CollectionStore
 
 __all__ = [
     "SEARCH_MODES",
