@@ -74,12 +74,18 @@ class StreamRelay:
         self.outcome = StreamOutcome()
         self._meta: tuple[str, int, str] | None = None  # id, created, model of the stream
         self._timeout: asyncio.Timeout | None = None
+        self._expired = False  # the deadline passed: the replica was told to stop
+        self._stopping: asyncio.Future[Any] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         out = self.outcome
+        # At the deadline the replica is told to stop (half-close) and what it already sent is
+        # still read, relayed and billed; the hard timeout is for a replica that never stops.
+        expire = asyncio.get_running_loop().call_at(_loop_deadline(self.deadline), self._expire)
+        hard = _loop_deadline(self.deadline + DRAIN_TIMEOUT_S)
         try:
-            async with asyncio.timeout_at(_loop_deadline(self.deadline)) as self._timeout:
+            async with asyncio.timeout_at(hard) as self._timeout:
                 async for chunk in self.opened.chunks():
                     if out.first_byte_at is None:
                         out.first_byte_at = time.monotonic()
@@ -93,15 +99,19 @@ class StreamRelay:
         except TimeoutError:
             if self.client_gone:
                 return
-            out.status, out.error = "timeout", UpstreamTimeout("The upstream stream timed out.")
+            self._expired = True
         except (httpx.HTTPError, OSError) as exc:
             if self.client_gone:
                 return  # a drain ending in a closed connection is the expected end
-            out.status = "upstream_error"
-            out.error = UpstreamError(f"The upstream stream broke off: {type(exc).__name__}.")
+            if not self._expired:
+                out.status = "upstream_error"
+                out.error = UpstreamError(f"The upstream stream broke off: {type(exc).__name__}.")
         finally:
+            expire.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.opened.aclose())
+        if self._expired and out.error is None and out.usage is None:
+            out.status, out.error = "timeout", UpstreamTimeout("The upstream stream timed out.")
         # Settle before the client sees the end: a client holding [DONE] is on the ledger.
         await self.finish()
         if self.client_gone:
@@ -166,6 +176,14 @@ class StreamRelay:
             pass
         except Exception:
             log.exception("settling a stream failed")
+
+    def _expire(self) -> None:
+        if self.client_gone or self._expired:
+            return
+        self._expired = True
+        stream = self.opened.tap.stream
+        if stream is None or not stream.write_eof():
+            self._stopping = asyncio.ensure_future(self.opened.aclose())
 
     async def client_disconnected(self) -> None:
         """Abort upstream but keep reading until it stops, so billing sees every token."""
