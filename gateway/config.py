@@ -115,6 +115,16 @@ class Ledger(_Model):
     claim_idle_ms: int = Field(default=30_000, gt=0)
 
 
+class Rag(_Model):
+    enabled: bool = True
+    # Default <data_dir>/rag.
+    data_dir: Path | None = None
+    # Budget for the grounding sources added to a prompt (tokens), and the default top_k.
+    max_grounding_tokens: int = Field(default=2000, gt=0)
+    top_k: int = Field(default=5, ge=1, le=50)
+    position: Literal["before_last_user", "system"] = "before_last_user"
+
+
 class Embeddings(_Model):
     """Where `/v1/embeddings` goes: an embedding pool by name, else the bundled MiniLM."""
 
@@ -174,6 +184,7 @@ class Settings(_Model):
     admission: Admission = Admission()
     ledger: Ledger = Ledger()
     embeddings: Embeddings = Embeddings()
+    rag: Rag = Rag()
     routing: Routing = Routing()
     logging: Logging = Logging()
     cors_origins: list[str] = []

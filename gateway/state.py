@@ -140,6 +140,13 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     from gateway.pipeline import Pipeline
 
     state.gate = Gate.from_limits(settings.limits)
+    if settings.rag.enabled:
+        from gateway.grounding import Grounding
+        from rag import CollectionStore
+
+        root = settings.rag.data_dir or settings.data_dir / "rag"
+        store = await asyncio.to_thread(CollectionStore, root, state.embedder)
+        state.grounding = Grounding(store, settings.rag)
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
     state.invalidator = Invalidator(directory, redis,
@@ -174,5 +181,7 @@ async def close_state(state: State) -> None:
         await state.redis.aclose()
     for pool in state.pools.values():
         await pool.aclose()
+    if state.grounding is not None:
+        state.grounding.close()
     state.embedder.close()
     await state.engine.dispose()

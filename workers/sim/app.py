@@ -80,6 +80,7 @@ class SimApp:
             ("GET", "/sim/stats"): control.stats,
             ("GET", "/sim/usage"): control.usage,
             ("POST", "/sim/reset"): control.reset,
+            ("GET", "/sim/requests"): control.requests,
         }
         self._paths = {path for _, path in self._routes}
 
@@ -127,6 +128,7 @@ class SimApp:
             if not isinstance(body, dict):
                 raise ApiError("the request body must be a JSON object")
             req = parse(body, self.ctx, header(scope, b"x-request-id"))
+            engine.recent_bodies.append({"x_request_id": req.x_request_id, "body": body})
         except ClientGone:
             return
         except orjson.JSONDecodeError as exc:

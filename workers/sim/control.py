@@ -102,12 +102,19 @@ class ControlRoutes:
         request_id = query.get("id", [None])[0]
         await send_json(send, 200, self.engine.ledger.to_dict(limit, request_id))
 
+    async def requests(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The last request bodies received (newest last), e.g. to see a grounding message."""
+        query = parse_qs(scope.get("query_string", b"").decode())
+        limit = int(query.get("limit", ["20"])[0])
+        await send_json(send, 200, {"data": list(self.engine.recent_bodies)[-limit:]})
+
     async def reset(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forget stats, usage and faults (Prometheus counters stay monotonic, as in vLLM)."""
         engine = self.engine
         in_flight = engine.stats.in_flight
         engine.stats = Stats(in_flight=in_flight)
         engine.ledger = UsageLedger()
+        engine.recent_bodies.clear()
         clear_faults(engine.faults)
         engine.wake()
         await send_json(send, 200, {"reset": True})

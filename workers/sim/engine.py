@@ -36,6 +36,8 @@ class Engine:
         self.faults = Faults.from_config(config)
         self.stats = Stats()
         self.ledger = UsageLedger()
+        # The last request bodies as received, for tests that check what the gateway sent.
+        self.recent_bodies: deque[dict[str, object]] = deque(maxlen=200)
         self.metrics = EngineMetrics(
             config.model,
             config.max_model_len,

@@ -157,6 +157,11 @@ class SimServer:
         result: dict[str, Any] = self._call("GET", "/sim/usage" + query)
         return result
 
+    def requests(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The last request bodies the simulator received (newest last)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/sim/requests?limit={limit}")["data"]
+        return result
+
     def reset(self) -> None:
         self._call("POST", "/sim/reset", {})
 
