@@ -139,7 +139,10 @@ def profile_gateway(target: Target, bodies: dict[bool, Path], p: Plan, out: Path
     head = (f"py-spy record --rate 200 --nonblocking --threads --gil on {target.name} "
             f"(pid {target.pid}) for {seconds:.0f} s during wrk -t1 -c16 non-stream "
             f"({seconds + 2:.0f} s: {r.rps:,.0f} rps, p50 {r.p50_ms:.2f} ms, "
-            f"p99 {r.p99_ms:.2f} ms); 1-min load average {os.getloadavg()[0]:.2f}\n\n")
+            f"p99 {r.p99_ms:.2f} ms); 1-min load average {os.getloadavg()[0]:.2f}\n"
+            "py-spy samples wall-clock time: --gil keeps the samples where a thread holds the "
+            "GIL, but on a loaded machine a thread preempted while holding it (e.g. right "
+            "after waking another thread) still counts. CPU time per thread below is exact.\n\n")
     text = (head + pyspy.thread_cpu_text(before, after, round(r.rps * seconds)) + "\n"
             + pyspy.summary(raw.read_text()))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,18 +50,19 @@ class Proc:
                  cpus: Sequence[int] | None = None, env: dict[str, str] | None = None,
                  cwd: Path = REPO_ROOT, repo_on_path: bool = True) -> None:
         """`repo_on_path`: put the repo on PYTHONPATH (frugate, the upstream); off for programs
-        from another venv (LiteLLM), which also lose VIRTUAL_ENV."""
+        from another venv (LiteLLM), which then get no inherited PYTHONPATH or VIRTUAL_ENV."""
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, **(env or {})}
+        full_env = dict(os.environ)
+        if not repo_on_path:  # only what `env` itself sets
+            full_env.pop("PYTHONPATH", None)
+            full_env.pop("VIRTUAL_ENV", None)
+        full_env.update(env or {})
         if repo_on_path:
             full_env["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
-        else:
-            full_env.pop("PYTHONPATH", None)
-            full_env.pop("VIRTUAL_ENV", None)
         with pinned(cpus):
             self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                           stderr=subprocess.STDOUT, env=full_env, cwd=cwd,

@@ -84,11 +84,20 @@ def _stacks(collapsed: str) -> Iterator[tuple[str, list[str], int]]:
         yield thread, [_short(f) for f in frames], int(count)
 
 
-def summary(collapsed: str, top: int = 20, thread: str = "MainThread") -> str:
-    """Top functions of `thread` (the event loop) by own time (the sampled leaf) and by total
-    time (anywhere on the stack), after a count of samples per thread."""
+def _package(frame: str) -> str:
+    """`func (httpcore/_async/http11.py)` -> httpcore; `func (threading.py)` -> threading."""
+    path = frame.rsplit(" (", 1)[-1].rstrip(")")
+    first = path.split("/", 1)[0]
+    return first.removesuffix(".py") if "/" not in path else first
+
+
+def summary(collapsed: str, top: int = 20, thread: str = "MainThread",
+            own_code: str = "gateway/") -> str:
+    """Where `thread` (the event loop) spends its samples: by package and by function (own
+    time: the sampled leaf), and `own_code` functions by total time (anywhere on the stack)."""
     per_thread: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
     for name, frames, n in _stacks(collapsed):
@@ -97,20 +106,21 @@ def summary(collapsed: str, top: int = 20, thread: str = "MainThread") -> str:
             continue
         samples += n
         own[frames[-1]] += n
+        packages[_package(frames[-1])] += n
         for f in set(frames):
-            total[f] += n
+            if f"({own_code}" in f:
+                total[f] += n
     if samples == 0:
         return f"no samples of {thread} (was the process busy?)\n"
-    out = ["Samples per thread (py-spy counts a thread blocked in C as busy, so read the "
-           "per-thread CPU time above for where CPU goes):"]
+    out = ["Samples per thread:"]
     out += [f"  {n:6d}  {name}" for name, n in per_thread.most_common()]
     out += ["", f"{thread}: {samples} samples", "",
-            f"Top {top} by own time (the function itself was running):"]
+            "Own time by package (the package whose code was running):"]
+    out += [f"  {n / samples:6.1%}  {name}" for name, n in packages.most_common(15)]
+    out += ["", f"Top {top} functions by own time:"]
     out += [f"  {n / samples:6.1%}  {name}" for name, n in own.most_common(top)]
-    # Frames on (nearly) every stack are the process's spine (main, uvicorn, the loop): skip.
-    spine = [name for name, n in total.items() if n >= 0.9 * samples]
-    inner = [(name, n) for name, n in total.most_common() if name not in spine][:top]
-    out += ["", f"Top {top} by total time (the function or something it called), leaving out "
-                f"{len(spine)} frames that are on >= 90% of stacks (main, server, event loop):"]
+    out += ["", f"Top {top} {own_code} functions by total time (itself + what it calls; "
+                "frames on >= 90% of samples, the CLI and middleware spine, left out):"]
+    inner = [(name, n) for name, n in total.most_common() if n < 0.9 * samples][:top]
     out += [f"  {n / samples:6.1%}  {name}" for name, n in inner]
     return "\n".join(out) + "\n"

@@ -58,18 +58,21 @@ def test_errors_mark_the_row_and_targets_are_judged() -> None:
     assert "frugate (ERRORS)" in table and "+0.80" in table
 
 
-def test_pyspy_summary_counts_own_and_total_per_thread() -> None:
+def test_pyspy_summary_counts_own_package_and_total_per_thread() -> None:
     collapsed = (
-        "thread (1): MainThread;main (a.py:1);loop (a.py:2);handle (gateway/x.py:3) 5\n"
-        "thread (1): MainThread;main (a.py:1);loop (a.py:2);handle (gateway/x.py:4);"
-        "parse (gateway/y.py:9) 3\n"
-        "thread (1): MainThread;main (a.py:1);tick (a.py:7) 2\n"
+        "thread (1): MainThread;main (a.py:1);loop (asyncio/x.py:2);handle (gateway/x.py:3) 5\n"
+        "thread (1): MainThread;main (a.py:1);loop (asyncio/x.py:2);handle (gateway/x.py:4);"
+        "send (httpx/_client.py:9) 3\n"
+        "thread (1): MainThread;main (a.py:1);tick (asyncio/y.py:7) 2\n"
         "thread (2): Thread-1;worker (b.py:1) 50\n")
     text = pyspy.summary(collapsed, top=5)
     assert "MainThread: 10 samples" in text
-    own = text.split("by own time")[1].split("Top")[0]
+    by_package = text.split("by package")[1].split("Top")[0]
+    assert "50.0%  gateway" in by_package and "30.0%  httpx" in by_package
+    assert "20.0%  asyncio" in by_package
+    own = text.split("functions by own time")[1].split("Top")[0]
     assert "50.0%  handle (gateway/x.py)" in own  # lines 3 and 4 count as one function
     total = text.split("by total time")[1]
     assert "80.0%  handle (gateway/x.py)" in total
-    assert "main (a.py)" not in total  # on every stack: left out
+    assert "loop" not in total  # only frugate's own functions
     assert "worker" not in own and "50  Thread-1" in text
