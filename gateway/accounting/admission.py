@@ -78,6 +78,9 @@ class Settled:
 
 
 class Admission(Protocol):
+    # True when settle() delivers ledger events durably itself (Redis Stream).
+    durable_events: bool
+
     async def admit(self, plan: Plan) -> Ticket: ...
 
     async def settle(self, ticket: Ticket, micros: int, tokens: int,

@@ -24,6 +24,8 @@ Counter = tuple[str, str, str]  # scope, scope_id, period tag
 
 
 class MemoryAdmission:
+    durable_events = False
+
     def __init__(self, hold_ttl_s: float = 900.0) -> None:
         self.hold_ttl_s = hold_ttl_s
         self.spent: dict[Counter, list[int]] = {}  # [micros, tokens]

@@ -76,7 +76,7 @@ class Meter:
             if ticket is not None:
                 settled = await self.admission.settle(
                     ticket, record.cost_micros, record.prompt_tokens + record.completion_tokens,
-                    record.to_json())
+                    record.to_json() if self.admission.durable_events else None)
                 recorded = settled.recorded
                 for c in settled.crossings:
                     if self.on_crossing is not None:

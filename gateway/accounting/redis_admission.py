@@ -6,6 +6,8 @@ Cluster slot. Settlement and the ledger event go to Redis in one pipelined round
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,8 @@ log = logging.getLogger("frugate.accounting")
 LUA = Path(__file__).resolve().parent / "lua"
 # Budget counters outlive their period by this much so reports can still read them.
 COUNTER_GRACE_S = 40 * 86400
+# Settlements that could not reach Redis, kept to release their holds once it is back.
+MAX_UNSETTLED = 100_000
 
 
 def ledger_stream(prefix: str) -> str:
@@ -44,6 +48,8 @@ def _rate_name(r: Rate) -> str:
 
 
 class RedisAdmission:
+    durable_events = True
+
     def __init__(self, client: aioredis.Redis, *, prefix: str = "frugate",
                  hold_ttl_s: float = 900.0, fail_open: bool = False) -> None:
         self.r = client
@@ -53,6 +59,8 @@ class RedisAdmission:
         self.stream = ledger_stream(prefix)
         self._admit = client.register_script((LUA / "admit.lua").read_text())
         self._settle = client.register_script((LUA / "settle.lua").read_text())
+        self._unsettled: dict[str, tuple[Ticket, int, int]] = {}
+        self._retrying: asyncio.Task[None] | None = None
 
     def tag(self, tenant_id: str) -> str:
         """Every key of one tenant shares this hash tag (one Redis Cluster slot)."""
@@ -106,19 +114,16 @@ class RedisAdmission:
         plan = ticket.plan
         if ticket.degraded:
             return Settled([], recorded=False)
-        t = self.tag(plan.tenant_id)
-        keys = [f"{t}:holds", f"{t}:holdrec"] + [self.budget_key(plan.tenant_id, h)
-                                                 for h in plan.holds]
-        tpm = [_rate_name(r) for r in plan.rates if r.unit == "tpm"]
-        window = ticket.window
-        adjust = tokens - plan.tokens if tpm and window is not None else 0
-        args: list[Any] = [plan.request_id, micros, tokens, len(plan.holds), adjust,
-                           window if window is not None else 0, f"{t}:w:", *tpm]
-        async with self.r.pipeline(transaction=False) as pipe:
-            await self._settle(keys=keys, args=args, client=pipe)
-            if event is not None:
-                pipe.xadd(self.stream, {b"r": event})
-            res = await pipe.execute()
+        keys, args = self._settle_call(ticket, micros, tokens, only_if_held=False)
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                await self._settle(keys=keys, args=args, client=pipe)
+                if event is not None:
+                    pipe.xadd(self.stream, {b"r": event})
+                res = await pipe.execute()
+        except RedisError:
+            self._retry_later(ticket, micros, tokens)
+            raise
         out = res[0]
         crossings = []
         for i, h in enumerate(plan.holds):
@@ -128,6 +133,45 @@ class RedisAdmission:
                 if before < soft <= after:
                     crossings.append(Crossing(h.scope, h.scope_id, h.tag, after, h.limit_micros))
         return Settled(crossings, recorded=event is not None)
+
+    def _settle_call(self, ticket: Ticket, micros: int, tokens: int,
+                     only_if_held: bool) -> tuple[list[str], list[Any]]:
+        plan = ticket.plan
+        t = self.tag(plan.tenant_id)
+        keys = [f"{t}:holds", f"{t}:holdrec"] + [self.budget_key(plan.tenant_id, h)
+                                                 for h in plan.holds]
+        tpm = [_rate_name(r) for r in plan.rates if r.unit == "tpm"]
+        window = ticket.window
+        adjust = tokens - plan.tokens if tpm and window is not None else 0
+        args: list[Any] = [plan.request_id, micros, tokens, len(plan.holds), adjust,
+                           window if window is not None else 0, f"{t}:w:",
+                           1 if only_if_held else 0, *tpm]
+        return keys, args
+
+    def _retry_later(self, ticket: Ticket, micros: int, tokens: int) -> None:
+        """Redis failed mid-settlement: settle again once it is back, so the hold does not
+        pin the budget until it expires. Applied only if the hold is still there (the first
+        attempt may have run with its reply lost), so spend is never counted twice."""
+        if len(self._unsettled) < MAX_UNSETTLED:
+            self._unsettled[ticket.plan.request_id] = (ticket, micros, tokens)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry_settlements())
+
+    async def _retry_settlements(self) -> None:
+        delay = 0.2
+        while self._unsettled:
+            await asyncio.sleep(delay)
+            for rid, (ticket, micros, tokens) in list(self._unsettled.items()):
+                keys, args = self._settle_call(ticket, micros, tokens, only_if_held=True)
+                try:
+                    await self._settle(keys=keys, args=args)
+                except RedisError:
+                    delay = min(5.0, delay * 2)
+                    break
+                del self._unsettled[rid]
+            else:
+                delay = 0.2
+        log.info("settlements deferred by a Redis outage are applied")
 
     async def usage(self, scope: str, scope_id: str, tag_: str,
                     tenant_id: str) -> tuple[int, int, int]:
@@ -140,7 +184,10 @@ class RedisAdmission:
         return int(await self.r.zcard(f"{self.tag(tenant_id)}:holds"))
 
     async def close(self) -> None:
-        return None
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
 
 
 def _or_none(v: int | None) -> int:

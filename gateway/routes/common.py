@@ -17,7 +17,7 @@ from gateway.upstream.transport import Tap
 T = TypeVar("T")
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:  # async: FastAPI runs sync deps in a thread
     return request.app.state.frugate  # type: ignore[no-any-return]
 
 

@@ -12,13 +12,15 @@ from gateway.pipeline import Call
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.responses import JSONBytes
 from gateway.routes.common import StateDep, json_body, read_body, until_disconnect
+from gateway.state import State
 from gateway.tenancy import authenticate
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-async def _proxy(request: Request, state: StateDep, endpoint: str) -> Any:
+async def _proxy(request: Request, endpoint: str) -> Any:
     started = time.perf_counter()
+    state: State = request.app.state.frugate
     body = await read_body(request, state.settings.limits.max_body_bytes)
     call = Call(request.scope["state"]["request_id"], endpoint, body,
                 {"authorization": request.headers.get("authorization", "")}, started)
@@ -27,14 +29,14 @@ async def _proxy(request: Request, state: StateDep, endpoint: str) -> Any:
 
 @router.post("/chat/completions", openapi_extra=json_body(ChatCompletionRequest),
              summary="Create a chat completion (OpenAI-compatible)")
-async def chat_completions(request: Request, state: StateDep) -> Response:
-    return await _proxy(request, state, "chat")  # type: ignore[no-any-return]
+async def chat_completions(request: Request) -> Response:
+    return await _proxy(request, "chat")  # type: ignore[no-any-return]
 
 
 @router.post("/completions", openapi_extra=json_body(CompletionRequest),
              summary="Create a text completion (OpenAI-compatible)")
-async def completions(request: Request, state: StateDep) -> Response:
-    return await _proxy(request, state, "completions")  # type: ignore[no-any-return]
+async def completions(request: Request) -> Response:
+    return await _proxy(request, "completions")  # type: ignore[no-any-return]
 
 
 @router.post("/embeddings", openapi_extra=json_body(EmbeddingRequest),

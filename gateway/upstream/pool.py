@@ -9,7 +9,7 @@ import httpx
 
 from gateway.config import Pool as PoolConfig
 from gateway.upstream.replica import Replica
-from gateway.upstream.transport import pool_transport
+from gateway.upstream.transport import HTTP11Transport
 
 
 class Pool:
@@ -27,14 +27,11 @@ class Pool:
         if config.api_key is not None:
             headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         t = config.timeouts
-        limits = httpx.Limits(max_connections=config.max_connections,
-                              max_keepalive_connections=config.max_connections,
-                              keepalive_expiry=30.0)
         self.client = client or httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(connect=t.connect_s, read=t.first_byte_s, write=t.first_byte_s,
                                   pool=t.connect_s),
-            transport=pool_transport(limits),
+            transport=HTTP11Transport(max_idle_per_host=config.max_connections),
             trust_env=False,
         )
 

@@ -51,14 +51,17 @@ async def _rows(db_url: str) -> list[dict[str, Any]]:
         await engine.dispose()
 
 
-def ledger_rows(db_url: str, expect: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The ledger once it holds at least `expect` rows (it is written in batches)."""
+def ledger_rows(db_url: str, expect: int = 0, timeout: float = 30.0,
+                ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """The ledger once it holds at least `expect` rows and every id in `ids` (it is written in
+    batches, and by another replica after a crash)."""
     deadline = time.monotonic() + timeout
-    rows = asyncio.run(_rows(db_url))
-    while len(rows) < expect and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while True:
         rows = asyncio.run(_rows(db_url))
-    return rows
+        have = {r["request_id"] for r in rows}
+        if (len(rows) >= expect and (ids or set()) <= have) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def sim_usage(*sims: SimServer) -> dict[str, tuple[int, int]]:

@@ -230,7 +230,7 @@ def test_ledger_survives_sigkill_of_a_gateway(postgres: str, tmp_path: Path) -> 
         try:
             done = asyncio.run(_load_until_killed(a, key))
             assert a.proc is not None and a.proc.returncode == -9
-            rows = ledger_rows(postgres, expect=len(done), timeout=30)
+            rows = ledger_rows(postgres, ids=done, timeout=30)
         finally:
             a.kill()
             b.stop()

@@ -2,11 +2,13 @@
 -- cost to every budget. Returns, per budget, the spend before and after (soft-limit checks).
 --
 -- KEYS[1] holds zset   KEYS[2] holds hash   KEYS[3..2+nb] budget hashes
--- ARGV: rid, micros, tokens, nb, tpm_adjust, window, window_prefix, then tpm window names
+-- ARGV: rid, micros, tokens, nb, tpm_adjust, window, window_prefix, only_if_held (1: a retry
+--       after a failed call, applied only if the hold is still there), then tpm window names
 local rid, micros, tokens, nb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local adjust, window, wprefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 
 local rec = redis.call('HGET', KEYS[2], rid)
+if not rec and ARGV[8] == '1' then return {} end
 if rec then
   local parts = {}
   for p in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = p end
@@ -27,7 +29,7 @@ for i = 1, nb do
   out[#out + 1] = tostring(after)
 end
 if adjust ~= 0 then
-  for j = 8, #ARGV do
+  for j = 9, #ARGV do
     local wkey = wprefix .. ARGV[j] .. ':' .. window
     if redis.call('EXISTS', wkey) == 1 then redis.call('INCRBY', wkey, adjust) end
   end
