@@ -188,7 +188,7 @@ def test_ledger_equals_upstream_usage_under_faults_and_aborts(
         for r, u in mismatches)
     assert sum(r["cost_micros"] for r in rows) == sum(
         MODEL_PRICE.cost(p, c) for p, c in usage.values())
-    assert by_status.get("client_aborted", 0) >= 20 and by_status.get("upstream_error", 0) >= 10
+    assert by_status.get("client_aborted", 0) >= 16 and by_status.get("upstream_error", 0) >= 10
     assert any(r["status"] == "client_aborted" and r["completion_tokens"] == 0 for r in rows), \
         "a non-streaming request abandoned mid-generation (billed its prompt only)"
 
