@@ -22,7 +22,7 @@ from gateway.errors import FrugateError, InvalidRequest, NotFound
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.protocol.common import validation_error
 from gateway.responses import JSONBytes
-from gateway.routes import admin, dashboard, health, insights, openai, usage
+from gateway.routes import admin, dashboard, health, insights, openai, rag, usage
 from gateway.state import build_state, close_state
 
 log = logging.getLogger("frugate")
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> FastA
     app.include_router(insights.admin_router)
     app.include_router(insights.team_router)
     app.include_router(dashboard.router)
+    app.include_router(rag.router)
     app.add_exception_handler(FrugateError, _frugate_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
