@@ -13,7 +13,9 @@ p50/p99 vs direct and the frugate/LiteLLM throughput ratio. If LiteLLM is missin
 start, the script says so and still measures frugate.
 
 Install LiteLLM (once): python3 -m venv .venv-litellm &&
-    .venv-litellm/bin/pip install 'litellm[proxy]'   (see docs/benchmarks.md for this machine)
+    .venv-litellm/bin/pip install -r benchmarks/lib/litellm-requirements.txt
+(litellm 1.110.2 with its proxy extras; see that file and docs/benchmarks.md for why not simply
+'litellm[proxy]' on this machine)
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Runs bare ASGI apps under the same uvicorn (uvloop + httptools) that `frugate se
 front of the same fixed upstream, pinned like the gateway benchmarks, and prints RPS and CPU
 milliseconds per request for each:
     server-only   answers by itself (uvicorn + httptools, no upstream call)
-    httpx         forwards with httpx.AsyncClient (what frugate uses today)
+    httpx         forwards with httpx.AsyncClient (httpcore + h11 underneath)
+    httpx+frugate-transport   the same client on frugate's HTTP/1.1 transport (httptools)
     httpx2        the same with pydantic's httpx fork (if importable)
     aiohttp       forwards with aiohttp.ClientSession (if importable)
 httpx2 and aiohttp are not frugate dependencies: `pip install --target DIR aiohttp httpx2` and
@@ -75,6 +76,18 @@ class HttpxForward:
             await _reply(send, r.content)
 
 
+class FrugateTransportForward(HttpxForward):
+    """httpx.AsyncClient on frugate's own HTTP/1.1 transport (gateway/upstream/transport.py)."""
+
+    def __init__(self) -> None:
+        import httpx
+
+        from gateway.upstream.transport import HTTP11Transport
+
+        self.client = httpx.AsyncClient(transport=HTTP11Transport(max_idle_per_host=512),
+                                        trust_env=False)
+
+
 class Httpx2Forward(HttpxForward):
     module = "httpx2"  # pydantic's httpx fork, same API
 
@@ -98,7 +111,8 @@ class AiohttpForward:
 
 
 APPS: dict[str, Callable[[], Any]] = {
-    "server-only": ServerOnly, "httpx": HttpxForward, "httpx2": Httpx2Forward,
+    "server-only": ServerOnly, "httpx": HttpxForward,
+    "httpx+frugate-transport": FrugateTransportForward, "httpx2": Httpx2Forward,
     "aiohttp": AiohttpForward}
 OPTIONAL = ("httpx2", "aiohttp")  # not frugate dependencies: measured when importable
 

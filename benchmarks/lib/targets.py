@@ -154,8 +154,8 @@ def litellm_version(venv: Path = LITELLM_VENV) -> str:
     py = litellm_python(venv)
     if not py.exists():
         raise Unavailable(
-            f"no LiteLLM venv at {venv}: python3 -m venv {venv} && "
-            f"{venv}/bin/pip install 'litellm[proxy]' (see docs/benchmarks.md)")
+            f"no LiteLLM venv at {venv}: python3 -m venv {venv} && {venv}/bin/pip install "
+            "-r benchmarks/lib/litellm-requirements.txt (see docs/benchmarks.md)")
     out = subprocess.run([str(py), "-c", "import importlib.metadata as m; "
                           "print(m.version('litellm'))"],
                          capture_output=True, text=True, check=False)
