@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from gateway.state import State
 
 LOCAL_POOL = "local-embeddings"
+# OpenAI's own bound: each input costs a forward pass, so an unbounded list is a cheap DoS.
+MAX_INPUTS = 2048
 
 
 class EmbeddingsServing:
@@ -40,6 +42,10 @@ class EmbeddingsServing:
         s = self.s
         principal = authenticate(s.directory, call.authorization)
         req, body = parse_body(call.body, EmbeddingRequest)
+        if isinstance(req.input, list) and len(req.input) > MAX_INPUTS \
+                and not all(isinstance(x, int) for x in req.input):
+            raise InvalidRequest(f"Too many inputs: {len(req.input)} (at most {MAX_INPUTS}).",
+                                 param="input")
         if req.model not in self.model_names():
             raise NotFound(f"The model '{req.model}' does not exist or is not an embedding model.",
                            param="model", code="model_not_found")
