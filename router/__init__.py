@@ -1,1 +1,43 @@
-"""router library."""
+"""Small-vs-large routing: score a prompt, then let a calibrated policy pick the pool.
+
+Runtime surface (numpy only; no torch or sklearn import):
+
+    router = load_default()                      # the shipped artifact
+    score = router.score(text, embedding)        # higher = more need for the large model
+    auto = router.policy("auto", "small", "large", large_share=0.3)
+    decision = auto.decide(score, prompt_tokens=812, max_tokens=256, small_ctx=8192)
+    decision.pool, decision.reason
+
+Training and evaluation live in `router.build`, `router.training` and `router.evaluate`
+(imported by the `frugate router` CLI only).
+"""
+
+from router.data import OutcomeTable, read_outcomes, read_prompts, split_of
+from router.metrics import RoutingCurve, apgr, cpt, routing_curve
+from router.policy import (
+    DEFAULT_POLICIES,
+    Calibration,
+    Decision,
+    Policy,
+    policies_from_config,
+)
+from router.router import Router, default_artifact_path, load_default
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "Calibration",
+    "Decision",
+    "OutcomeTable",
+    "Policy",
+    "Router",
+    "RoutingCurve",
+    "apgr",
+    "cpt",
+    "default_artifact_path",
+    "load_default",
+    "policies_from_config",
+    "read_outcomes",
+    "read_prompts",
+    "routing_curve",
+    "split_of",
+]

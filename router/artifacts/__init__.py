@@ -1,0 +1,1 @@
+"""Trained router artifacts shipped with the package (rebuilt by `frugate router train`)."""
