@@ -271,9 +271,9 @@ class RagService:
             raise missing
         try:
             meta = json.loads((self._files_dir(caller.tenant) / f"{file_id}.json").read_bytes())
-        except (OSError, ValueError):
+            staged = StagedFile(**meta)
+        except (OSError, ValueError, TypeError):  # missing, or not a record we wrote
             raise missing from None
-        staged = StagedFile(**meta)
         if not staged.visible_to(caller):
             raise missing
         return staged

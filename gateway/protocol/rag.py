@@ -13,7 +13,7 @@ import email.message
 import email.parser
 import email.policy
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -187,8 +187,12 @@ class VectorStoreFileCreate(_OpenAIIn):
     chunking_strategy: dict[str, Any] | None = None  # accepted; frugate's chunking applies
 
 
+# A query must hold at least one non-space character (`pattern` is a search, not a match).
+QueryText = Annotated[str, Field(min_length=1, max_length=8000, pattern=r"\S")]
+
+
 class VectorStoreSearch(_OpenAIIn):
-    query: str | list[str]
+    query: QueryText | Annotated[list[QueryText], Field(min_length=1, max_length=8)]
     max_num_results: int = Field(default=10, ge=1, le=50)
     filters: dict[str, Any] | None = None
     ranking_options: dict[str, Any] | None = None
@@ -196,15 +200,7 @@ class VectorStoreSearch(_OpenAIIn):
     mode: Mode = "fused"  # frugate extension (extra_body)
 
     def queries(self) -> list[str]:
-        queries = [self.query] if isinstance(self.query, str) else list(self.query)
-        queries = [q for q in queries if q.strip()]
-        if not queries:
-            raise InvalidRequest("The query must not be empty.", param="query",
-                                 code="invalid_value")
-        if sum(len(q) for q in queries) > 8000:
-            raise InvalidRequest("The query is too long (at most 8000 characters).",
-                                 param="query", code="invalid_value")
-        return queries
+        return [self.query] if isinstance(self.query, str) else list(self.query)
 
     def score_threshold(self) -> float | None:
         value = (self.ranking_options or {}).get("score_threshold")
@@ -332,11 +328,18 @@ class FormFile:
 
 @dataclass(frozen=True)
 class Form:
-    fields: dict[str, str]
+    fields: dict[str, bytes]
     files: dict[str, FormFile]
 
     def text(self, name: str) -> str | None:
-        return self.fields.get(name)
+        """A field as text; only the fields an endpoint reads must be UTF-8."""
+        raw = self.fields.get(name)
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad(f"The form field '{name}' is not UTF-8 text.", param=name) from None
 
 
 _MAX_PARTS = 32
@@ -357,7 +360,7 @@ def parse_multipart(body: bytes, content_type: str) -> Form:
     start = body.find(delimiter)
     if start < 0 or (start > 0 and body[start - 2 : start] != b"\r\n"):
         raise _bad("The multipart body does not start with its boundary.")
-    fields: dict[str, str] = {}
+    fields: dict[str, bytes] = {}
     files: dict[str, FormFile] = {}
     pos = start + len(delimiter)
     for _ in range(_MAX_PARTS + 1):
@@ -377,23 +380,22 @@ def parse_multipart(body: bytes, content_type: str) -> Form:
     raise _bad(f"Too many multipart parts (at most {_MAX_PARTS}).")
 
 
-def _add_part(raw_headers: bytes, data: bytes, fields: dict[str, str],
+def _add_part(raw_headers: bytes, data: bytes, fields: dict[str, bytes],
               files: dict[str, FormFile]) -> None:
-    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
-        raw_headers + b"\r\n\r\n")
+    # Clients send non-ASCII names as raw UTF-8 (HTML5, httpx, requests), not RFC 2047.
+    text = raw_headers.decode("utf-8", errors="replace")
+    headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(
+        text + "\r\n\r\n")
     if headers.get_content_disposition() != "form-data":
         raise _bad("Each multipart part needs 'Content-Disposition: form-data'.")
     name = headers.get_param("name", header="content-disposition")
     if not isinstance(name, str) or not name:
-        raise _bad("A multipart part has no name.")
+        return  # nothing can ask for a nameless part: skip it, as for unknown fields
     filename = headers.get_filename()
     if filename is not None or name == "file":
         files[name] = FormFile(filename or None, headers.get("content-type"), data)
         return
-    try:
-        fields[name] = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _bad(f"The form field '{name}' is not UTF-8 text.", param=name) from None
+    fields[name] = data
 
 
 def _bad(message: str, param: str | None = None) -> InvalidRequest:

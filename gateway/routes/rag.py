@@ -89,8 +89,14 @@ def _body(content: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def _form(properties: dict[str, Any], required: Sequence[str]) -> dict[str, Any]:
-    return {"schema": {"type": "object", "properties": properties, "required": list(required)}}
+def _form(properties: dict[str, Any], required: Sequence[str],
+          json_fields: Sequence[str] = ()) -> dict[str, Any]:
+    """A multipart/form-data body; `json_fields` are parts holding a JSON document."""
+    form: dict[str, Any] = {"schema": {"type": "object", "properties": properties,
+                                       "required": list(required)}}
+    if json_fields:
+        form["encoding"] = {name: {"contentType": "application/json"} for name in json_fields}
+    return form
 
 
 _FILE = {"type": "string", "format": "binary"}
@@ -98,10 +104,10 @@ DOCUMENT_BODY = _body({
     "application/json": _json_schema(DocumentCreate),
     "multipart/form-data": _form({
         "file": _FILE,
-        "metadata": {"type": "string", "description": "A JSON object."},
+        "metadata": {"type": "object", "description": "Any JSON object."},
         "doc_id": {"type": "string", "pattern": DOC_ID_PATTERN},
         "title": {"type": "string", "maxLength": 1000},
-    }, ["file"])})
+    }, ["file"], json_fields=["metadata"])})
 FILE_BODY = _body({"multipart/form-data": _form(
     {"file": _FILE, "purpose": {"type": "string", "enum": ["assistants", "user_data"]}},
     ["file", "purpose"])})
@@ -301,7 +307,8 @@ async def create_file(request: Request, service: ServiceDep, caller: CallerDep) 
 
 @router.get("/files", response_model=Page[FileObject], tags=["openai-files"],
             summary="List staged files")
-async def list_files(service: ServiceDep, caller: CallerDep, purpose: CursorQ = None,
+async def list_files(service: ServiceDep, caller: CallerDep,
+                     purpose: Annotated[str | None, Query(max_length=64)] = None,
                      limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
                      order: OrderQ = "desc", after: CursorQ = None) -> Page[FileObject]:
     files = [_file_object(f) for f in service.staged_files(caller)
@@ -315,11 +322,13 @@ async def get_file(file_id: str, service: ServiceDep, caller: CallerDep) -> File
     return _file_object(service.staged_file(caller, file_id))
 
 
-@router.get("/files/{file_id}/content", tags=["openai-files"],
+@router.get("/files/{file_id}/content", tags=["openai-files"], response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}}},
             summary="Download a staged file's bytes")
 async def file_content(file_id: str, service: ServiceDep, caller: CallerDep) -> Response:
-    staged, data = service.file_content(caller, file_id)
-    return Response(data, media_type=staged.content_type or "application/octet-stream")
+    _, data = service.file_content(caller, file_id)
+    return Response(data, media_type="application/octet-stream")
 
 
 @router.delete("/files/{file_id}", response_model=Deleted, tags=["openai-files"],
@@ -344,8 +353,12 @@ async def create_vector_store(request: Request, service: ServiceDep,
         service.staged_file(caller, file_id)
     info = service.create_collection(caller, None, scope=body.scope,
                                      description=body.description or "", metadata=metadata)
-    for file_id in body.file_ids or []:
-        await service.attach_file(caller, info.id, file_id)
+    try:
+        for file_id in body.file_ids or []:
+            await service.attach_file(caller, info.id, file_id)
+    except BaseException:  # all or nothing: a file that fails to ingest undoes the store
+        service.delete_collection(caller, info.id)
+        raise
     return VectorStore.of(service.collection(caller, info.id).info())
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.errors import InvalidRequest
+from gateway.protocol.rag import FormFile, parse_multipart
 from gateway.tenancy import hash_key
 from tests.gateway.harness import GatewayServer, pool, settings_for
 from tests.rag.conftest import make_pdf
@@ -339,3 +341,43 @@ def test_openapi_documents_the_rag_routes(gateway: GatewayServer) -> None:
         assert "post" in paths[path], path
     search = paths["/v1/vector_stores/{vector_store_id}/search"]["post"]
     assert "query" in search["requestBody"]["content"]["application/json"]["schema"]["required"]
+
+
+def test_multipart_reader_keeps_bytes_exact() -> None:
+    tricky = b"\r\n--not-the-boundary\r\n\r\n\x00\xff binary\r\n"
+    req = httpx.Request("POST", "http://x/", data={"title": "Résumé", "doc_id": "a1"},
+                        files={"file": ("naïve notes.md", tricky, "text/markdown")})
+    form = parse_multipart(req.read(), req.headers["content-type"])
+    upload = form.files["file"]
+    assert upload.data == tricky and upload.content_type == "text/markdown"
+    assert upload.filename == "naïve notes.md"
+    assert (form.text("title"), form.text("doc_id"), form.text("missing")) == \
+        ("Résumé", "a1", None)
+    rfc2231 = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; "
+               b"filename*=UTF-8''%E2%82%AC.txt\r\n\r\n\r\n--b\r\n"
+               b"Content-Disposition: form-data; name=\"\"\r\n\r\nskipped\r\n--b--\r\n")
+    form = parse_multipart(rfc2231, "multipart/form-data; boundary=b")
+    assert form.files["file"] == FormFile("€.txt", None, b"") and form.fields == {}
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"no boundary here", b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx",
+    b"--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--b--",
+    b"--b\r\n--b--", b"--bjunk\r\n\r\nx\r\n--b--",
+    b"".join(b"--b\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nx\r\n" % i
+             for i in range(40)) + b"--b--",
+])
+def test_multipart_reader_refuses_malformed_bodies(body: bytes) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_multipart(body, "multipart/form-data; boundary=b")
+    assert info.value.code == "invalid_multipart"
+
+
+def test_rag_disabled_answers_404(sims: dict[str, SimServer], embedder: Any,
+                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = settings_for([pool("small", sims["small"].url)], tmp_path_factory.mktemp("gw"),
+                            rag={"enabled": False})
+    with GatewayServer(settings, embedder) as gw, client(gw, gw.make_key()) as c:
+        for resp in (c.get("/collections"), c.get("/vector_stores"),
+                     c.post("/collections/x/search", json={"query": "q"})):
+            assert error(resp, 404)["code"] == "rag_disabled"
