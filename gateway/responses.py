@@ -6,13 +6,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.errors import FrugateError
 from gateway.relay import StreamRelay
 
 log = logging.getLogger("frugate.relay")
+
+
+def render_error(err: FrugateError, state: Any = None) -> JSONBytes:
+    """An error in OpenAI's shape, with its status and Retry-After; counts refusals."""
+    if state is not None and err.status_code in (401, 429, 503):
+        state.metrics.rejected.labels(err.type).inc()
+    return JSONBytes(err.json(), status_code=err.status_code, headers=err.headers())
 
 
 class JSONBytes(Response):

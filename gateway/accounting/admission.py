@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from gateway.accounting.periods import period_end, period_tag
+from gateway.accounting.periods import period_bounds
 from gateway.errors import BudgetExceeded, RateLimited
 from gateway.tenancy.directory import BudgetRule, Principal
 
@@ -103,10 +103,10 @@ def make_plan(p: Principal, rules: list[BudgetRule], request_id: str, micros: in
     for r in rules:
         if r.limit_micros is None and r.limit_tokens is None:
             continue
-        end = period_end(r.period, now)
+        tag, end = period_bounds(r.period, now)
         retry = (end - now).total_seconds() if end is not None else 86400.0
-        plan.holds.append(Hold(r.scope, r.scope_id, period_tag(r.period, now), r.limit_micros,
-                               r.limit_tokens, retry, r.soft_limit_pct))
+        plan.holds.append(Hold(r.scope, r.scope_id, tag, r.limit_micros, r.limit_tokens, retry,
+                               r.soft_limit_pct))
     for scope, sid, unit, limit in (("key", p.key_id, "rpm", p.key_rpm),
                                     ("key", p.key_id, "tpm", p.key_tpm),
                                     ("team", p.team_id, "rpm", p.team_rpm),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 Period = Literal["day", "week", "month", "total"]
@@ -37,3 +38,14 @@ def period_tag(period: Period, now: datetime) -> str:
     """A short stable name for the period containing `now` (used in counter keys)."""
     start = period_start(period, now)
     return {"day": "d", "week": "w", "month": "m", "total": "t"}[period] + start.strftime("%Y%m%d")
+
+
+@lru_cache(maxsize=64)
+def _bounds(period: Period, day: date) -> tuple[str, datetime | None]:
+    now = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return period_tag(period, now), period_end(period, now)
+
+
+def period_bounds(period: Period, now: datetime) -> tuple[str, datetime | None]:
+    """(tag, end) of the period containing `now` — cached per day (the hot path calls it)."""
+    return _bounds(period, now.astimezone(UTC).date())

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel
-from starlette.responses import Response
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
 from gateway.state import State
-from gateway.upstream.transport import Tap
 
 T = TypeVar("T")
 
@@ -48,38 +44,3 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI description of a JSON body the route parses itself (for docs and schemathesis)."""
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
-
-
-async def until_disconnect(request: Request, tap: Tap,
-                           work: Callable[[], Awaitable[T]]) -> T | Response:
-    """Run `work`; if the client goes away first, stop it.
-
-    Once a request is on the wire to a replica, its connection is half-closed instead of
-    cancelled: the replica aborts, and whatever it had already produced is still billed.
-    Before that, the work is simply cancelled.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    def on_message(f: asyncio.Future[Any]) -> None:
-        nonlocal gone
-        if not f.cancelled() and f.exception() is None and f.result()["type"] == "http.disconnect":
-            if tap.stream is not None:
-                tap.half_close()
-            else:
-                gone = True
-                task.cancel()
-
-    watch = asyncio.ensure_future(request.receive())
-    watch.add_done_callback(on_message)
-    try:
-        return await work()
-    except asyncio.CancelledError:
-        if not gone:
-            raise
-        task.uncancel()
-        return Response(status_code=499)
-    finally:
-        watch.remove_done_callback(on_message)
-        watch.cancel()

@@ -11,20 +11,18 @@ from starlette.responses import Response
 from gateway.pipeline import Call
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.responses import JSONBytes
-from gateway.routes.common import StateDep, json_body, read_body, until_disconnect
-from gateway.state import State
+from gateway.routes.common import StateDep, json_body, read_body
+from gateway.routes.fastpath import serve
 from gateway.tenancy import authenticate
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 async def _proxy(request: Request, endpoint: str) -> Any:
-    started = time.perf_counter()
-    state: State = request.app.state.frugate
-    body = await read_body(request, state.settings.limits.max_body_bytes)
-    call = Call(request.scope["state"]["request_id"], endpoint, body,
-                {"authorization": request.headers.get("authorization", "")}, started)
-    return await until_disconnect(request, call.tap, lambda: state.pipeline.run(call))
+    # FrugateApp normally serves these two routes before FastAPI sees them
+    # (routes/fastpath.py); this runs the same code for anything that goes through FastAPI.
+    return await serve(request.app.state.frugate, request.scope, request.receive, endpoint,
+                       request.scope["state"]["request_id"])
 
 
 @router.post("/chat/completions", openapi_extra=json_body(ChatCompletionRequest),

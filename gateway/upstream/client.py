@@ -26,7 +26,7 @@ from gateway.errors import (
 )
 from gateway.upstream.pool import Pool
 from gateway.upstream.replica import Replica
-from gateway.upstream.transport import Tap
+from gateway.upstream.transport import Exchange, Tap
 
 log = logging.getLogger("frugate.upstream")
 
@@ -39,7 +39,7 @@ class Opened:
 
     pool: Pool
     replica: Replica
-    response: httpx.Response
+    conn: Exchange
     attempts: int
     tap: Tap
     # Non-streaming: the whole body. Streaming: the first raw chunk (`chunks()` yields all).
@@ -64,7 +64,8 @@ class Opened:
             await self.aclose()
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        """Done with the response: the connection goes back to its pool if fully read."""
+        self.conn.release()
         self.release()
 
     def release(self) -> None:
@@ -100,7 +101,9 @@ async def _attempts(pool: Pool, path: str, body: bytes, stream: bool,
                     settings: UpstreamSettings, request_id: str, tap: Tap) -> Opened:
     tried: list[Replica] = []
     last: FrugateError | None = None
-    headers = {"content-type": "application/json", "x-request-id": request_id}
+    headers = pool.request_headers + b"x-request-id: " + request_id.encode() + b"\r\n"
+    path_b = path.encode()
+    connect_s, read_s = pool.config.timeouts.connect_s, pool.config.timeouts.first_byte_s
     for attempt in range(settings.retries + 1):
         replica = pool.pick(exclude=tried)
         if replica is None:
@@ -111,28 +114,26 @@ async def _attempts(pool: Pool, path: str, body: bytes, stream: bool,
         replica.in_flight += 1
         opened: Opened | None = None
         try:
-            req = pool.client.build_request("POST", replica.url + path, content=body,
-                                            headers=headers)
-            resp = await pool.client.send(req, stream=True)
-            opened = Opened(pool, replica, resp, attempt + 1, tap)
-            if resp.status_code >= 400:
-                err_body = await resp.aread()
+            conn = await pool.transport.post(replica.origin, path_b, headers, body, connect_s,
+                                             read_s)
+            opened = Opened(pool, replica, conn, attempt + 1, tap)
+            if conn.status >= 400:
+                err_body = await conn.read(read_s)
                 await opened.aclose()
-                err = upstream_error(resp.status_code, err_body)
-                if resp.status_code not in _RETRYABLE_STATUS:
+                err = upstream_error(conn.status, err_body)
+                if conn.status not in _RETRYABLE_STATUS:
                     replica.record_success()  # the replica is fine; the request is not
                     raise err
-                _fail(replica, settings, f"HTTP {resp.status_code}")
+                _fail(replica, settings, f"HTTP {conn.status}")
                 last = err
                 continue
             if stream:
-                it = resp.aiter_raw()
+                it = conn.body(read_s)
                 opened._iter = it
                 opened.body = await anext(it, b"")
             else:
-                opened.body = await resp.aread()
-                await resp.aclose()
-                opened.release()
+                opened.body = await conn.read(read_s)
+                await opened.aclose()
             replica.record_success()
             return opened
         except FrugateError:

@@ -9,7 +9,7 @@ import httpx
 
 from gateway.config import Pool as PoolConfig
 from gateway.upstream.replica import Replica
-from gateway.upstream.transport import HTTP11Transport
+from gateway.upstream.transport import HTTP11Transport, Origin
 
 
 class Pool:
@@ -23,15 +23,23 @@ class Pool:
             Replica(url=r.url.rstrip("/"), pool=config.name, speculative=r.speculative)
             for r in config.replicas
         ]
+        for r in self.replicas:
+            r.origin = Origin(r.url)
         headers = {}
         if config.api_key is not None:
             headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        # Header lines of every proxied request (the hot path writes them as they are).
+        self.request_headers = b"content-type: application/json\r\n" + b"".join(
+            f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items())
         t = config.timeouts
+        # One transport (connection pool) per pool: the hot path posts through it directly,
+        # and this httpx client, for everything else (/tokenize, ...), shares its connections.
+        self.transport = HTTP11Transport(max_idle_per_host=config.max_connections)
         self.client = client or httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(connect=t.connect_s, read=t.first_byte_s, write=t.first_byte_s,
                                   pool=t.connect_s),
-            transport=HTTP11Transport(max_idle_per_host=config.max_connections),
+            transport=self.transport,
             trust_env=False,
         )
 

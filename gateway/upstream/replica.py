@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Replica:
     ejections: int = 0
     ejected_until: float = 0.0
     last_error: str | None = None
+    origin: Any = None  # transport.Origin, set by the pool
 
     def available(self, now: float | None = None) -> bool:
         return (now if now is not None else time.monotonic()) >= self.ejected_until

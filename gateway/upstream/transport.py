@@ -60,8 +60,12 @@ class Tap:
         return conn is not None and bool(conn.write_eof())
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection; responses are parsed as they arrive."""
+class Exchange(asyncio.Protocol):
+    """One keep-alive connection and the request/response exchange on it now.
+
+    Responses are parsed as they arrive; `body()`/`read()` consume the body and
+    `release()` hands the connection back to its pool (or closes it if not fully read).
+    """
 
     def __init__(self, pool: _HostPool) -> None:
         self.pool = pool
@@ -140,7 +144,7 @@ class _Conn(asyncio.Protocol):
         if len(body) >= 65536:
             self.transport.write(body)
 
-    async def head(self, wait_s: float | None) -> tuple[int, list[tuple[bytes, bytes]]]:
+    async def head(self, wait_s: float | None) -> None:
         assert self._head is not None
         try:
             async with asyncio.timeout(wait_s):
@@ -148,7 +152,18 @@ class _Conn(asyncio.Protocol):
         except TimeoutError:
             self.close()
             raise httpx.ReadTimeout("timed out waiting for the upstream response") from None
-        return self._status, self._headers
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return self._headers
+
+    async def read(self, wait_s: float | None) -> bytes:
+        parts = [c async for c in self.body(wait_s)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def body(self, wait_s: float | None) -> AsyncIterator[bytes]:
         while True:
@@ -193,7 +208,7 @@ class _Conn(asyncio.Protocol):
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, conn: _Conn, wait_s: float | None) -> None:
+    def __init__(self, conn: Exchange, wait_s: float | None) -> None:
         self.conn = conn
         self.wait_s = wait_s
 
@@ -205,14 +220,25 @@ class _Body(httpx.AsyncByteStream):
         self.conn.release()
 
 
+class Origin:
+    """A replica's scheme, host and port, parsed once."""
+
+    __slots__ = ("host", "netloc", "port", "scheme")
+
+    def __init__(self, url: str) -> None:
+        u = httpx.URL(url)
+        self.scheme, self.host, self.port = u.scheme, u.host, u.port
+        self.netloc = u.netloc
+
+
 class _HostPool:
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         self.host = host
         self.port = port
         self.tls = tls
-        self.idle: deque[_Conn] = deque()
+        self.idle: deque[Exchange] = deque()
 
-    async def acquire(self, wait_s: float | None) -> _Conn:
+    async def acquire(self, wait_s: float | None) -> Exchange:
         while self.idle:
             conn = self.idle.pop()  # most recently used: least likely to have timed out
             if not conn.closed:
@@ -221,7 +247,7 @@ class _HostPool:
         try:
             async with asyncio.timeout(wait_s):
                 _, conn = await loop.create_connection(
-                    lambda: _Conn(self), self.host, self.port, ssl=self.tls,
+                    lambda: Exchange(self), self.host, self.port, ssl=self.tls,
                     server_hostname=self.host if self.tls else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connect to {self.host}:{self.port} timed out") from None
@@ -246,34 +272,57 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._tls: ssl.SSLContext | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.scheme, url.host, port)
-        pool = self._pools.get(key)
+    def _pool(self, scheme: str, host: str, port: int | None) -> _HostPool:
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {scheme!r}")
+        port = port or (443 if scheme == "https" else 80)
+        pool = self._pools.get((scheme, host, port))
         if pool is None:
             tls = None
-            if url.scheme == "https":
+            if scheme == "https":
                 tls = self._tls = self._tls or ssl.create_default_context()
-            pool = self._pools[key] = _HostPool(url.host, port, tls)
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        conn = await pool.acquire(timeouts.get("connect"))
-        body = request.content if isinstance(request.stream, httpx.ByteStream) else \
-            await request.aread()
-        conn.start(_head(request, len(body)), body)
+            pool = self._pools[(scheme, host, port)] = _HostPool(host, port, tls)
+        return pool
+
+    async def _exchange(self, pool: _HostPool, head: bytes, body: bytes,
+                        connect_s: float | None, read_s: float | None) -> Exchange:
+        """Send one request; return its connection once the response headers are in."""
+        conn = await pool.acquire(connect_s)
+        conn.start(head, body)
         tap = _current.get()
         if tap is not None:
             tap.conn = conn
         try:
-            status, headers = await conn.head(timeouts.get("read"))
+            await conn.head(read_s)
         except BaseException:
             conn.close()
             raise
         if len(pool.idle) > self.max_idle:
             pool.idle.popleft().close()
-        return httpx.Response(status, headers=headers, stream=_Body(conn, timeouts.get("read")),
+        return conn
+
+    async def post(self, origin: Origin, path: bytes, headers: bytes, body: bytes,
+                   connect_s: float | None, read_s: float | None) -> Exchange:
+        """The hot path's request, without building httpx Request/Response objects.
+
+        `headers` are complete header lines (each ending in CRLF) other than Host and
+        Content-Length. Read the answer with `.status`, `.body()` or `.read()`, then `.release()`.
+        """
+        head = (b"POST " + path + b" HTTP/1.1\r\nhost: " + origin.netloc + b"\r\n" + headers
+                + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        pool = self._pool(origin.scheme, origin.host, origin.port)
+        return await self._exchange(pool, head, body, connect_s, read_s)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        pool = self._pool(url.scheme, url.host, url.port)
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        body = request.content if isinstance(request.stream, httpx.ByteStream) else \
+            await request.aread()
+        conn = await self._exchange(pool, _head(request, len(body)), body,
+                                    timeouts.get("connect"), timeouts.get("read"))
+        return httpx.Response(conn.status, headers=conn.headers,
+                              stream=_Body(conn, timeouts.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:
