@@ -18,6 +18,7 @@ from router.policy import (
     DEFAULT_POLICIES,
     Calibration,
     Decision,
+    OnlineThreshold,
     Policy,
     policies_from_config,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_POLICIES",
     "Calibration",
     "Decision",
+    "OnlineThreshold",
     "OutcomeTable",
     "Policy",
     "Router",

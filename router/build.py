@@ -28,6 +28,12 @@ SPLIT_DOC = (
 )
 
 
+def _without(table: OutcomeTable, sources: set[str]) -> OutcomeTable:
+    if not sources:
+        return table
+    return table.take([i for i, s in enumerate(table.sources) if s not in sources])
+
+
 def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -41,11 +47,16 @@ def build_router(
     config: TrainConfig | None = None,
     step: Step | None = None,
     command: str = "",
+    exclude_sources: Sequence[str] = (),
 ) -> tuple[TrainResult, dict[str, Any]]:
-    """Train on the "train" part of each table, calibrate on "calib", save to `out`."""
+    """Train on the "train" part of each table, calibrate on "calib", save to `out`.
+
+    Rows whose `source` is in `exclude_sources` are neither trained nor calibrated on (for
+    outcome data known to be broken); evaluation still sees them.
+    """
     say = step or (lambda _msg: None)
     paths = [Path(p) for p in data]
-    tables = [read_outcomes(p) for p in paths]
+    tables = [_without(read_outcomes(p), set(exclude_sources)) for p in paths]
     train_parts = [t.split("train") for t in tables]
     calib_parts = [t.split("calib") for t in tables]
 
@@ -86,6 +97,7 @@ def build_router(
             }
             for p, t, tr, ca in zip(paths, tables, train_parts, calib_parts, strict=True)
         ],
+        "excluded_sources": sorted(exclude_sources),
         **result.summary(),
         "calibration_rows": len(calib_table),
     }

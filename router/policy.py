@@ -24,7 +24,14 @@ import numpy.typing as npt
 
 from router.metrics import quality_curve
 
-__all__ = ["DEFAULT_POLICIES", "Calibration", "Decision", "Policy", "policies_from_config"]
+__all__ = [
+    "DEFAULT_POLICIES",
+    "Calibration",
+    "Decision",
+    "OnlineThreshold",
+    "Policy",
+    "policies_from_config",
+]
 
 Floats = npt.NDArray[np.float64]
 Tier = Literal["small", "large"]
@@ -190,3 +197,33 @@ def policies_from_config(
             threshold=float(spec.get("threshold", math.nan)),
         )
     return out
+
+
+class OnlineThreshold:
+    """Keeps a `large_share` target on live traffic, whose scores may not look like the
+    calibration data: the threshold is the (1 - share) quantile of the last `window` scores,
+    refreshed every `every` observations (starting from the calibrated threshold).
+
+    Owned by the caller (e.g. one per policy in the gateway's state); not thread-safe.
+    """
+
+    def __init__(
+        self, large_share: float, initial: float, *, window: int = 2000, every: int = 64
+    ) -> None:
+        if not 0.0 <= large_share <= 1.0:
+            raise ValueError("large_share must be within [0, 1]")
+        self.large_share = large_share
+        self.threshold = initial
+        self._buf = np.empty(window)
+        self._n = 0
+        self._every = every
+
+    def observe(self, score: float) -> float:
+        """Record one request's score; returns the threshold to use for the next one."""
+        self._buf[self._n % self._buf.size] = score
+        self._n += 1
+        if self._n % self._every == 0 and self._n >= min(self._buf.size, 256):
+            recent = self._buf[: min(self._n, self._buf.size)]
+            cal = Calibration(recent, np.zeros(recent.size), np.zeros(recent.size))
+            self.threshold = cal.threshold_for_share(self.large_share)
+        return self.threshold

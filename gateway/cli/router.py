@@ -112,6 +112,10 @@ def train(
         Path, typer.Option("--out", help="Artifact path (.npz; a .json is written beside).")
     ],
     cache_dir: CacheOpt = None,
+    exclude_source: Annotated[
+        list[str] | None,
+        typer.Option(help="Leave rows of this `source` out of training (repeatable)."),
+    ] = None,
 ) -> None:
     """Cross-validate the candidate routers, pick the ensemble, fit, calibrate and save."""
     from router.build import build_router
@@ -122,9 +126,16 @@ def train(
             raise typer.BadParameter(f"no such file: {p}", param_hint="--data")
     command = "frugate router train --data " + " ".join(shlex.quote(str(p)) for p in paths)
     command += f" --out {shlex.quote(str(out))}"
+    command += "".join(f" --exclude-source {shlex.quote(s)}" for s in exclude_source or [])
     with _progress("training", None) as step:
         result, meta = build_router(
-            paths, out, _make_embedder, cache_dir=_cache(cache_dir), step=step, command=command
+            paths,
+            out,
+            _make_embedder,
+            cache_dir=_cache(cache_dir),
+            step=step,
+            command=command,
+            exclude_sources=exclude_source or [],
         )
     names = [d["file"] for d in meta["data"]]
     typer.echo("cross-validated APGR on the train part (out-of-fold):")

@@ -133,3 +133,16 @@ def test_policies_from_config() -> None:
     assert pols["fixed"].threshold == 1.5
     with pytest.raises(ValueError, match="unknown"):
         policies_from_config({"x": {"large_shar": 0.3}}, cal)
+
+
+def test_online_threshold_follows_shifted_traffic() -> None:
+    from router.policy import OnlineThreshold
+
+    cal = _calibration()
+    start = cal.threshold_for_share(0.3)
+    online = OnlineThreshold(0.3, start, window=1000, every=50)
+    rng = np.random.default_rng(5)
+    live = rng.normal(loc=2.0, size=3000)  # traffic scores shifted far above calibration
+    assert np.mean(live >= start) > 0.8  # the static threshold would send most calls large
+    sent = [s >= online.observe(s) for s in live]
+    assert abs(np.mean(sent[1500:]) - 0.3) <= 0.03
