@@ -160,11 +160,16 @@ def meta(args: argparse.Namespace, lay: Layout, p: Plan, load_before: tuple[floa
         except (OSError, IndexError, subprocess.SubprocessError):
             return "?"
 
-    dirty = cmd(["git", "status", "--porcelain", "--untracked-files=no"]) not in ("", "?")
+    revision = cmd(["git", "rev-parse", "--short", "HEAD"])
+    if revision != "?":
+        dirty = cmd(["git", "status", "--porcelain", "--untracked-files=no"]) not in ("", "?")
+        revision += "+dirty" if dirty else ""
+    else:  # an exported tree (git archive): the exporter says which commit it is
+        revision = os.environ.get("BENCH_GIT_REVISION", "?")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "-m", _module_name(), *sys.argv[1:]]),
-        "git": cmd(["git", "rev-parse", "--short", "HEAD"]) + ("+dirty" if dirty else ""),
+        "git": revision,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}",
         "wrk": cmd(["wrk", "--version"]),
         "upstream": args.upstream,
