@@ -71,7 +71,7 @@ def save_artifact(
             vocab = sorted(comp.vocab, key=comp.vocab.__getitem__)
             arrays[f"{name}.vocab"] = np.frombuffer("\n".join(vocab).encode("utf-8"), np.uint8)
     npz_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(npz_path, **arrays)
+    np.savez_compressed(npz_path, allow_pickle=False, **arrays)
     doc = {
         "format": FORMAT_VERSION,
         "components": [{"name": n, "kind": k} for n, k in zip(model.names, kinds, strict=True)],

@@ -81,10 +81,10 @@ def embed_texts(
         model = make_embedder()
         if out is None:
             out = np.zeros((len(texts), model.dim), dtype=np.float32)
-        by_len = missing[np.argsort([len(texts[i]) for i in missing], kind="stable")]
+        by_len = missing[np.argsort([len(texts[int(i)]) for i in missing], kind="stable")]
         for start in range(0, by_len.size, batch_size):
             ix = by_len[start : start + batch_size]
-            out[ix] = model.embed([texts[i] for i in ix])
+            out[ix] = model.embed([texts[int(i)] for i in ix])
             if progress is not None:
                 progress(len(ix))
         if cache_dir is not None:

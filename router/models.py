@@ -70,7 +70,8 @@ def _sigmoid(x: Floats | float) -> Floats:
 
 
 class Scorer(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def score(self, x: Inputs) -> float: ...
 
@@ -226,12 +227,8 @@ class DenseScorer:
 
     @classmethod
     def from_arrays(cls, a: Arrays) -> DenseScorer:
-        return cls(
-            **{
-                k: np.asarray(a[k], dtype=np.float64)
-                for k in ("mean", "scale", "coef", "intercept")
-            }
-        )
+        f = {k: np.asarray(a[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")}
+        return cls(mean=f["mean"], scale=f["scale"], coef=f["coef"], intercept=f["intercept"])
 
 
 @dataclass(frozen=True)

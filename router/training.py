@@ -202,14 +202,21 @@ def fit_dense(d: Prepared, c: float) -> DenseScorer:
 
 
 def _candidates(cfg: TrainConfig) -> dict[str, Callable[[Prepared], Scorer]]:
-    out: dict[str, Callable[[Prepared], Scorer]] = {}
-    for k in cfg.knn_ks:
-        out[f"knn{k}"] = lambda d, k=k: fit_knn(d, k, cfg.knn_dims)  # type: ignore[misc]
-    out["topic"] = lambda d: fit_topic(d, cfg.topic_c, cfg.topic_shrink)
-    out["lexical"] = lambda d: fit_lexical(
-        d, cfg.lexical_c, cfg.lexical_min_df, cfg.lexical_max_terms
-    )
-    out["dense"] = lambda d: fit_dense(d, cfg.dense_c)
+    def knn(k: int) -> Callable[[Prepared], Scorer]:
+        return lambda d: fit_knn(d, k, cfg.knn_dims)
+
+    out: dict[str, Callable[[Prepared], Scorer]] = {f"knn{k}": knn(k) for k in cfg.knn_ks}
+
+    def topic(d: Prepared) -> Scorer:
+        return fit_topic(d, cfg.topic_c, cfg.topic_shrink)
+
+    def lexical(d: Prepared) -> Scorer:
+        return fit_lexical(d, cfg.lexical_c, cfg.lexical_min_df, cfg.lexical_max_terms)
+
+    def dense(d: Prepared) -> Scorer:
+        return fit_dense(d, cfg.dense_c)
+
+    out.update(topic=topic, lexical=lexical, dense=dense)
     return out
 
 
