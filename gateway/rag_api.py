@@ -96,7 +96,7 @@ class StagedFile:
 
 
 class RagService:
-    """One per app; holds no per-request state."""
+    """Made per request over the app's state (cheap); holds no state of its own."""
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -178,17 +178,32 @@ class RagService:
                                      metadata=metadata).info()
 
     def list_collections(self, caller: Caller) -> list[CollectionInfo]:
-        return self.store.list(caller.tenant, team=caller.team)
+        # store.list reads each collection's totals after releasing its lock: one deleted in
+        # between raises CollectionNotFound. Listing again no longer includes it.
+        for _ in range(3):
+            with contextlib.suppress(CollectionNotFound):
+                return self.store.list(caller.tenant, team=caller.team)
+        with rag_errors():
+            return self.store.list(caller.tenant, team=caller.team)
 
     def collection(self, caller: Caller, ref: str) -> Collection:
         with rag_errors():
             return self.store.get(caller.tenant, ref, team=caller.team)
 
-    def delete_collection(self, caller: Caller, ref: str) -> str:
+    def info(self, caller: Caller, ref: str) -> CollectionInfo:
+        with rag_errors():  # a collection deleted meanwhile is closed: 404, not 500
+            return self.collection(caller, ref).info()
+
+    def documents(self, caller: Caller, ref: str) -> list[DocumentInfo]:
+        with rag_errors():
+            return self.collection(caller, ref).documents()
+
+    async def delete_collection(self, caller: Caller, ref: str) -> str:
         self.require_write(caller)
         with rag_errors():
             collection = self.store.get(caller.tenant, ref, team=caller.team)
-            self.store.delete(caller.tenant, collection.id, team=caller.team)
+            await asyncio.to_thread(self.store.delete, caller.tenant, collection.id,
+                                    team=caller.team)  # removes a folder tree
         return collection.id
 
     # -- documents -----------------------------------------------------------------------------
@@ -210,12 +225,12 @@ class RagService:
         with rag_errors():
             return collection.document(doc_id)
 
-    def delete_document(self, caller: Caller, ref: str, doc_id: str) -> None:
+    async def delete_document(self, caller: Caller, ref: str, doc_id: str) -> None:
         """Gone from the store and from both indexes (dense and BM25)."""
         self.require_write(caller)
         collection = self.collection(caller, ref)
-        with rag_errors():
-            collection.delete_document(doc_id)
+        with rag_errors():  # may load the index and rewrites its snapshot: off the loop
+            await asyncio.to_thread(collection.delete_document, doc_id)
 
     async def reindex(self, caller: Caller, ref: str) -> CollectionInfo:
         self.require_write(caller)
@@ -249,8 +264,8 @@ class RagService:
 
     # -- staged files (POST /v1/files) ---------------------------------------------------------
 
-    def stage_file(self, caller: Caller, data: bytes, *, filename: str,
-                   content_type: str | None, purpose: str) -> StagedFile:
+    async def stage_file(self, caller: Caller, data: bytes, *, filename: str,
+                         content_type: str | None, purpose: str) -> StagedFile:
         self.require_write(caller)
         if not data:
             raise InvalidRequest("The uploaded file is empty.", param="file",
@@ -259,9 +274,13 @@ class RagService:
                             team=caller.team, filename=filename, content_type=content_type,
                             purpose=purpose, bytes=len(data), created_at=int(time.time()))
         folder = self._files_dir(caller.tenant)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / staged.id, data)
-        _write_atomic(folder / f"{staged.id}.json", json.dumps(asdict(staged)).encode())
+
+        def write() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_atomic(folder / staged.id, data)
+            _write_atomic(folder / f"{staged.id}.json", json.dumps(asdict(staged)).encode())
+
+        await asyncio.to_thread(write)
         return staged
 
     def staged_file(self, caller: Caller, file_id: str) -> StagedFile:
@@ -295,18 +314,23 @@ class RagService:
             raise NotFound(f"No file '{file_id}' for this key.", param="file_id",
                            code="file_not_found") from None
 
-    def delete_file(self, caller: Caller, file_id: str) -> None:
+    async def delete_file(self, caller: Caller, file_id: str) -> None:
         """Delete a staged file and, as OpenAI does, remove it from the caller's vector stores."""
         self.require_write(caller)
         staged = self.staged_file(caller, file_id)
-        for info in self.list_collections(caller):
-            with contextlib.suppress(RagError):
-                collection = self.store.get(caller.tenant, info.id, team=caller.team)
-                collection.document(staged.id)  # SQLite only: most collections stop here
-                collection.delete_document(staged.id)
+        collections = self.list_collections(caller)
         folder = self._files_dir(caller.tenant)
-        for path in (folder / f"{staged.id}.json", folder / staged.id):
-            path.unlink(missing_ok=True)
+
+        def delete() -> None:
+            for info in collections:
+                with contextlib.suppress(RagError):
+                    collection = self.store.get(caller.tenant, info.id, team=caller.team)
+                    collection.document(staged.id)  # SQLite only: most collections stop here
+                    collection.delete_document(staged.id)
+            for path in (folder / f"{staged.id}.json", folder / staged.id):
+                path.unlink(missing_ok=True)
+
+        await asyncio.to_thread(delete)
 
     async def attach_file(self, caller: Caller, ref: str, file_id: str,
                           attributes: dict[str, Any] | None = None) -> DocumentInfo:
@@ -317,7 +341,7 @@ class RagService:
         self.require_write(caller)
         collection = self.collection(caller, ref)
         staged, data = self.file_content(caller, file_id)
-        with contextlib.suppress(DocumentNotFound):
+        with rag_errors(), contextlib.suppress(DocumentNotFound):
             return collection.document(staged.id)
         try:
             return await self.add_document(caller, ref, data, doc_id=staged.id,
@@ -325,7 +349,8 @@ class RagService:
                                            content_type=staged.content_type,
                                            metadata=dict(attributes or {}))
         except Conflict:  # attached concurrently by another request
-            return collection.document(staged.id)
+            with rag_errors():
+                return collection.document(staged.id)
 
     def _files_dir(self, tenant: str) -> Path:
         return self.state.settings.data_dir / "files" / _safe(tenant)

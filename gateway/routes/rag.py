@@ -61,16 +61,16 @@ OrderQ = Annotated[Literal["asc", "desc"], Query()]
 CursorQ = Annotated[str | None, Query(max_length=200)]
 
 
-def get_service(state: StateDep) -> RagService:
+async def get_service(state: StateDep) -> RagService:  # async: sync deps run in a thread
     return RagService(state)
 
 
 ServiceDep = Annotated[RagService, Depends(get_service)]
 
 
-def get_caller(request: Request, service: ServiceDep,
-               _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-               tenant: TenantQ = None, team: TeamQ = None) -> Caller:
+async def get_caller(request: Request, service: ServiceDep,
+                     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+                     tenant: TenantQ = None, team: TeamQ = None) -> Caller:
     return service.caller(request.headers.get("authorization"), tenant, team)
 
 
@@ -179,13 +179,14 @@ async def list_collections(service: ServiceDep, caller: CallerDep) -> Page[Colle
             summary="Get a collection (by id or name)")
 async def get_collection(collection_id: str, service: ServiceDep,
                          caller: CallerDep) -> CollectionOut:
-    return CollectionOut.of(service.collection(caller, collection_id).info())
+    return CollectionOut.of(service.info(caller, collection_id))
 
 
 @router.delete("/collections/{collection_id}", response_model=Deleted, tags=["rag"],
                summary="Delete a collection with its documents and indexes")
 async def delete_collection(collection_id: str, service: ServiceDep, caller: CallerDep) -> Deleted:
-    return Deleted(id=service.delete_collection(caller, collection_id), object="collection")
+    return Deleted(id=await service.delete_collection(caller, collection_id),
+                   object="collection")
 
 
 @router.post("/collections/{collection_id}/documents", status_code=201, response_model=DocumentOut,
@@ -238,7 +239,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
 async def list_documents(collection_id: str, service: ServiceDep, caller: CallerDep,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          offset: Annotated[int, Query(ge=0)] = 0) -> Page[DocumentOut]:
-    docs = service.collection(caller, collection_id).documents()
+    docs = service.documents(caller, collection_id)
     window = docs[offset : offset + limit]
     return Page[DocumentOut](data=[DocumentOut.of(d) for d in window],
                 first_id=window[0].id if window else None,
@@ -257,7 +258,7 @@ async def get_document(collection_id: str, doc_id: str, service: ServiceDep,
                tags=["rag"], summary="Delete a document (from the store and both indexes)")
 async def delete_document(collection_id: str, doc_id: str, service: ServiceDep,
                           caller: CallerDep) -> Deleted:
-    service.delete_document(caller, collection_id, doc_id)
+    await service.delete_document(caller, collection_id, doc_id)
     return Deleted(id=doc_id, object="collection.document")
 
 
@@ -300,7 +301,7 @@ async def create_file(request: Request, service: ServiceDep, caller: CallerDep) 
                              "'assistants' or 'user_data'.", param="purpose",
                              code="invalid_value")
     filename = (upload.filename or "upload")[:1000]
-    staged = service.stage_file(caller, upload.data, filename=filename,
+    staged = await service.stage_file(caller, upload.data, filename=filename,
                                 content_type=upload.content_type, purpose=purpose)
     return _file_object(staged)
 
@@ -334,7 +335,7 @@ async def file_content(file_id: str, service: ServiceDep, caller: CallerDep) -> 
 @router.delete("/files/{file_id}", response_model=Deleted, tags=["openai-files"],
                summary="Delete a staged file and remove it from this key's vector stores")
 async def delete_file(file_id: str, service: ServiceDep, caller: CallerDep) -> Deleted:
-    service.delete_file(caller, file_id)
+    await service.delete_file(caller, file_id)
     return Deleted(id=file_id, object="file")
 
 
@@ -357,9 +358,9 @@ async def create_vector_store(request: Request, service: ServiceDep,
         for file_id in body.file_ids or []:
             await service.attach_file(caller, info.id, file_id)
     except BaseException:  # all or nothing: a file that fails to ingest undoes the store
-        service.delete_collection(caller, info.id)
+        await service.delete_collection(caller, info.id)
         raise
-    return VectorStore.of(service.collection(caller, info.id).info())
+    return VectorStore.of(service.info(caller, info.id))
 
 
 @router.get("/vector_stores", response_model=Page[VectorStore], tags=["openai-vector-stores"],
@@ -375,14 +376,14 @@ async def list_vector_stores(service: ServiceDep, caller: CallerDep, limit: Limi
             tags=["openai-vector-stores"], summary="Get a vector store")
 async def get_vector_store(vector_store_id: str, service: ServiceDep,
                            caller: CallerDep) -> VectorStore:
-    return VectorStore.of(service.collection(caller, vector_store_id).info())
+    return VectorStore.of(service.info(caller, vector_store_id))
 
 
 @router.delete("/vector_stores/{vector_store_id}", response_model=Deleted,
                tags=["openai-vector-stores"], summary="Delete a vector store")
 async def delete_vector_store(vector_store_id: str, service: ServiceDep,
                               caller: CallerDep) -> Deleted:
-    deleted = service.delete_collection(caller, vector_store_id)
+    deleted = await service.delete_collection(caller, vector_store_id)
     return Deleted(id=deleted, object="vector_store.deleted")
 
 
@@ -404,7 +405,7 @@ async def list_vector_store_files(
         order: OrderQ = "desc", after: CursorQ = None, before: CursorQ = None,
         filter: Annotated[Literal["in_progress", "completed", "failed", "cancelled"] | None,
                           Query()] = None) -> Page[VectorStoreFile]:
-    docs = service.collection(caller, vector_store_id).documents()
+    docs = service.documents(caller, vector_store_id)
     files = [VectorStoreFile.of(d) for d in docs if filter in (None, "completed")]
     return _cursor_page(_ordered(files, order), limit, after, before)
 
@@ -421,7 +422,7 @@ async def get_vector_store_file(vector_store_id: str, file_id: str, service: Ser
                summary="Remove a file from a vector store (the staged file stays)")
 async def detach_file(vector_store_id: str, file_id: str, service: ServiceDep,
                       caller: CallerDep) -> Deleted:
-    service.delete_document(caller, vector_store_id, file_id)
+    await service.delete_document(caller, vector_store_id, file_id)
     return Deleted(id=file_id, object="vector_store.file.deleted")
 
 
