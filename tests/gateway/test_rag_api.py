@@ -381,3 +381,29 @@ def test_rag_disabled_answers_404(sims: dict[str, SimServer], embedder: Any,
         for resp in (c.get("/collections"), c.get("/vector_stores"),
                      c.post("/collections/x/search", json={"query": "q"})):
             assert error(resp, 404)["code"] == "rag_disabled"
+
+
+def test_concurrent_uploads_and_searches(gateway: GatewayServer, keys: dict[str, str],
+                                         collection: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cid = collection["id"]
+    topics = ["glaciers", "volcanoes", "tides", "comets", "deserts", "monsoons"]
+
+    def upload(topic: str) -> int:
+        with client(gateway, keys["writer"]) as c:
+            return c.post(f"/collections/{cid}/documents", json={
+                "text": f"A long note about {topic}. " * 40, "doc_id": topic}).status_code
+
+    def search(_: int) -> int:
+        with client(gateway, keys["reader"]) as c:
+            return c.post(f"/collections/{cid}/search", json={"query": "VPN"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        uploads = pool.map(upload, topics)
+        searches = pool.map(search, range(12))
+        assert list(uploads) == [201] * len(topics) and list(searches) == [200] * 12
+    with client(gateway, keys["reader"]) as c:
+        assert ok(c.get(f"/collections/{cid}"))["document_count"] == len(topics) + 1
+        hits = ok(c.post(f"/collections/{cid}/search", json={"query": "comets", "k": 1}))
+        assert hits["data"][0]["doc_id"] == "comets"
