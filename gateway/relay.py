@@ -20,7 +20,7 @@ import orjson
 
 from gateway.errors import FrugateError, UpstreamError, UpstreamTimeout
 from gateway.sse import DONE, SEP, EventSplitter, data_of, frame
-from gateway.upstream.client import Opened, error_fields
+from gateway.upstream.client import Opened, error_fields, redact
 
 DRAIN_TIMEOUT_S = 2.0
 log = logging.getLogger("frugate.relay")
@@ -138,6 +138,7 @@ class StreamRelay:
         if data.startswith(b'{"error"') or (b'"error"' in data[:40] and b'"choices"' not in data):
             with contextlib.suppress(orjson.JSONDecodeError):
                 message, param, code = error_fields(orjson.loads(data))
+                message = redact(message, self.opened.pool.config.api_key)
                 out.status = "upstream_error"
                 out.error = UpstreamError(message, param=param, code=code)
                 return None

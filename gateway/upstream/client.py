@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import orjson
+from pydantic import SecretStr
 
 from gateway.config import Upstream as UpstreamSettings
 from gateway.errors import (
@@ -120,7 +121,7 @@ async def _attempts(pool: Pool, path: str, body: bytes, stream: bool,
             if conn.status >= 400:
                 err_body = await conn.read(read_s)
                 await opened.aclose()
-                err = upstream_error(conn.status, err_body)
+                err = upstream_error(conn.status, err_body, secret=pool.config.api_key)
                 if conn.status not in _RETRYABLE_STATUS:
                     replica.record_success()  # the replica is fine; the request is not
                     raise err
@@ -201,14 +202,25 @@ def error_fields(payload: Any) -> tuple[str, str | None, str | None]:
     return "The upstream model server returned an error.", None, None
 
 
-def upstream_error(status: int, raw: bytes) -> FrugateError:
+def upstream_error(status: int, raw: bytes, secret: SecretStr | None = None) -> FrugateError:
     """Normalise an upstream error response (JSON of any shape, or plain text)."""
+    if status in (401, 403):
+        # Our upstream credentials are wrong: the operator's problem, and a proxy may echo
+        # the rejected key in its message, so none of it goes to the client.
+        return UpstreamError(f"The upstream model server refused the gateway (HTTP {status}).")
     try:
         payload: Any = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         payload = raw.decode("utf-8", "replace").strip()[:500] or None
     message, param, code = error_fields(payload)
-    if status >= 500 or status in (401, 403):
-        # Don't leak upstream internals (or that our upstream credentials are wrong) verbatim.
+    message = redact(message, secret)
+    if status >= 500:
         return UpstreamError(f"The upstream model server failed (HTTP {status}): {message}"[:1000])
     return error_for_status(status, message[:1000], param=param, code=code)
+
+
+def redact(message: str, secret: SecretStr | None) -> str:
+    """An upstream message with the pool's API key (if it echoed it) blanked out."""
+    if secret is not None and (value := secret.get_secret_value()) and value in message:
+        return message.replace(value, "[redacted]")
+    return message
