@@ -121,8 +121,37 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         s = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(s.pop("$defs", {}))
         components[model.__name__] = s
+    _document_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+_ERROR_RESPONSE = {"description": "OpenAI-style error", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+_MODEL_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Document what every route really answers: the one error shape on any 4xx (auth,
+    validation, limits; never FastAPI's 422, which the handler turns into 400), plus 5xx from
+    upstreams on the routes that call a model, whose 200 may also be an SSE stream."""
+    schema["components"]["schemas"]["ErrorResponse"] = {
+        "type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["message", "type", "param", "code"],
+            "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                           "param": {"type": ["string", "null"]},
+                           "code": {"type": ["string", "null"]}}}}}
+    for path, ops in schema["paths"].items():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault("4XX", _ERROR_RESPONSE)
+            if path in _MODEL_ROUTES:
+                responses.setdefault("5XX", _ERROR_RESPONSE)
+                if path != "/v1/embeddings":
+                    ok = responses.setdefault("200", {"description": "Successful Response"})
+                    ok.setdefault("content", {}).setdefault("text/event-stream", {
+                        "schema": {"type": "string"}})
 
 
 __all__ = ["create_app", "validation_error"]

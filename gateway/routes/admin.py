@@ -192,7 +192,7 @@ async def create_key(body: KeyCreate, state: StateDep) -> KeyCreated:
 async def list_keys(state: StateDep, team_id: str | None = None, tenant_id: str | None = None,
                     include_revoked: bool = False,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> ListOf[KeyOut]:
+                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> ListOf[KeyOut]:
     async with state.sessions() as s:
         rows = await admin.list_keys(s, team_id=team_id, tenant_id=tenant_id,
                                      include_revoked=include_revoked, limit=limit, offset=offset)

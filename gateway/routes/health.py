@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from gateway.responses import JSONBytes
 
@@ -15,7 +15,8 @@ async def healthz() -> JSONBytes:
     return JSONBytes(b'{"status":"ok"}')
 
 
-@router.get("/readyz", summary="Readiness: state built and at least one replica up per pool")
+@router.get("/readyz", summary="Readiness: state built and at least one replica up per pool",
+            responses={503: {"description": "Starting, or a pool has no healthy replica"}})
 async def readyz(request: Request) -> JSONBytes:
     state = getattr(request.app.state, "frugate", None)
     if state is None or not state.ready.is_set():
@@ -29,7 +30,8 @@ async def readyz(request: Request) -> JSONBytes:
     return JSONBytes(b'{"status":"ready"}')
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True,
+            response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     state = request.app.state.frugate
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
