@@ -85,6 +85,8 @@ class Upstream(_Model):
     eject_after_failures: int = Field(default=3, ge=1)
     eject_base_s: float = Field(default=1.0, gt=0)
     eject_max_s: float = Field(default=30.0, gt=0)
+    # Warn when a pool's speculative-decoding acceptance rate falls below this.
+    spec_collapse_rate: float = Field(default=0.3, ge=0, le=1)
 
 
 class Limits(_Model):

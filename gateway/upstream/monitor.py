@@ -60,6 +60,38 @@ def apply_metrics(replica: Replica, values: dict[str, float]) -> None:
     replica.scraped_at = time.monotonic()
 
 
+class SpeculationWatch:
+    """Per-pool speculative-decoding acceptance over the last scrape interval.
+
+    Logs a warning when the acceptance rate falls below `floor` (the drafts are mostly wasted
+    work: the pool would be faster without speculation) and again when it recovers.
+    """
+
+    def __init__(self, pool: str, floor: float, min_draft_tokens: float = 200) -> None:
+        self.pool = pool
+        self.floor = floor
+        self.min_draft_tokens = min_draft_tokens
+        self._last: tuple[float, float] | None = None
+        self.rate: float | None = None
+        self.collapsed = False
+
+    def update(self, pool: Pool) -> None:
+        drafted = sum(r.spec.draft_tokens for r in pool.replicas)
+        accepted = sum(r.spec.accepted_tokens for r in pool.replicas)
+        last, self._last = self._last, (drafted, accepted)
+        if last is None or drafted - last[0] < self.min_draft_tokens:
+            return  # too little speculation since the last look to judge
+        self.rate = (accepted - last[1]) / (drafted - last[0])
+        if self.rate < self.floor and not self.collapsed:
+            self.collapsed = True
+            log.warning("speculative decoding acceptance collapsed in pool %s: %.2f < %.2f",
+                        self.pool, self.rate, self.floor)
+        elif self.rate >= self.floor and self.collapsed:
+            self.collapsed = False
+            log.info("speculative decoding acceptance recovered in pool %s: %.2f",
+                     self.pool, self.rate)
+
+
 class Monitor:
     """Runs health checks and scrapes for every replica of every pool."""
 
@@ -68,6 +100,8 @@ class Monitor:
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(2.0), trust_env=False)
+        self.speculation = {p.name: SpeculationWatch(p.name, settings.spec_collapse_rate)
+                            for p in self.pools}
 
     def start(self) -> None:
         self._tasks = [
@@ -115,6 +149,8 @@ class Monitor:
 
     async def scrape(self) -> None:
         await asyncio.gather(*(self._scrape_one(p, r) for p, r in self._replicas()))
+        for pool in self.pools:
+            self.speculation[pool.name].update(pool)
 
     async def _scrape_one(self, pool: Pool, replica: Replica) -> None:
         try:
