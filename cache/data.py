@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Pair", "load_pairs", "split_of", "split_pairs"]
+__all__ = ["Pair", "duplicate_clusters", "load_pairs", "same_question", "split_of", "split_pairs"]
 
 SPLITS = {"train": range(0, 60), "calib": range(60, 80), "dev": range(80, 100)}
 
@@ -69,3 +69,32 @@ def split_pairs(pairs: list[Pair]) -> dict[str, list[Pair]]:
     for p, name in zip(pairs, split_of(pairs), strict=True):
         out[name].append(p)
     return out
+
+
+def duplicate_clusters(pairs: Iterable[Pair]) -> dict[str, str]:
+    """Text -> a representative of its duplicate cluster: texts linked by a chain of
+    duplicate=1 labels are the same question."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        ra, rb = find(p.a), find(p.b)
+        if p.duplicate and ra != rb:
+            parent[ra] = rb
+    return {t: find(t) for t in parent}
+
+
+def same_question(query: str, cached: str, clusters: dict[str, str]) -> bool:
+    """Whether returning `cached`'s answer for `query` is right according to the labels:
+    the same text (up to whitespace) or linked by duplicate labels. Anything else —
+    including pairs the labels say nothing about — counts as wrong."""
+    if " ".join(query.split()) == " ".join(cached.split()):
+        return True
+    rq, rc = clusters.get(query), clusters.get(cached)
+    return rq is not None and rq == rc

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cache.data import Pair, duplicate_clusters, same_question
 from cache.keys import Scope, request_keys
 from cache.response_cache import ResponseCache
 from cache.store_memory import MemoryStore
@@ -24,7 +25,8 @@ EVAL_SCOPE = Scope("eval")
 class SimResult:
     query_id: str
     hit_id: str | None
-    score: float  # verifier score of the hit (1.0 exact); for misses, the best rejected
+    score: float  # verifier score of the hit (1.0 exact), 0.0 for a miss
+    kind: str | None = None  # "exact" | "semantic" | None
 
 
 def _request(text: str) -> dict[str, object]:
@@ -59,7 +61,8 @@ async def _simulate(
         if hit is None:
             out.append(SimResult(query_id, None, 0.0))
         else:
-            out.append(SimResult(query_id, hit.entry_id, 1.0 if hit.score is None else hit.score))
+            score = 1.0 if hit.score is None else hit.score
+            out.append(SimResult(query_id, hit.entry_id, score, hit.kind))
     await cache.close()
     return out
 
@@ -84,7 +87,8 @@ class EvalReport:
     pairs: int
     duplicates: int
     hits: int
-    correct: int
+    correct: int  # hits whose answer is right (see `pair_report`)
+    caught: int  # duplicate pairs whose query got a right hit
 
     @property
     def precision(self) -> float:
@@ -92,28 +96,28 @@ class EvalReport:
 
     @property
     def recall(self) -> float:
-        return self.correct / self.duplicates if self.duplicates else 0.0
+        return self.caught / self.duplicates if self.duplicates else 0.0
 
     @property
     def hit_rate(self) -> float:
         return self.hits / self.pairs if self.pairs else 0.0
 
 
-def pair_report(
-    a_texts: Sequence[str], duplicate: Sequence[int], hits: Sequence[str | None]
-) -> EvalReport:
-    """Score hits of query i (`b_i`) given entries `e<j>` = `a_j`.
+def pair_report(pairs: Sequence[Pair], hits: Sequence[str | None]) -> EvalReport:
+    """Score the hit of each query `b_i` against entries `e<j>` = `a_j`.
 
-    A hit is correct only when pair i is a duplicate and the hit entry's text is `a_i`
-    (any other entry counts as a false hit, even a plausible one).
+    A hit is right when the entry is the same question as the query by the labels of
+    the file: the same text, or linked by duplicate=1 pairs (its own pair or a chain).
+    Any other hit is a false hit, even a plausible one the labels say nothing about.
+    Recall is the share of duplicate pairs whose query got a right hit.
     """
-    correct = 0
-    n_hits = 0
+    clusters = duplicate_clusters(pairs)
+    correct = caught = n_hits = 0
     for i, hit in enumerate(hits):
         if hit is None:
             continue
         n_hits += 1
-        j = int(hit[1:])
-        if duplicate[i] and " ".join(a_texts[j].split()) == " ".join(a_texts[i].split()):
+        if same_question(pairs[i].b, pairs[int(hit[1:])].a, clusters):
             correct += 1
-    return EvalReport(len(hits), int(sum(duplicate)), n_hits, correct)
+            caught += pairs[i].duplicate
+    return EvalReport(len(hits), sum(p.duplicate for p in pairs), n_hits, correct, caught)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ FEATURE_NAMES = (
     "qword_mismatch",
     "first_word_same",
     "last_word_same",
+    "order_swap",
 )
 
 
@@ -93,6 +95,26 @@ def _entities(text: str) -> set[str]:
     return found
 
 
+def _order_swap(tq: list[str], tc: list[str]) -> float:
+    """Share of shared content-word pairs that appear in opposite order
+    ("ethane to ethene" vs "ethene to ethane": same words, different question)."""
+    pos_c: dict[str, int] = {}
+    for i, t in enumerate(tc):
+        if t not in _STOP:
+            pos_c.setdefault(t, i)
+    seen: set[str] = set()
+    order = []
+    for t in tq:
+        if t in pos_c and t not in seen:
+            seen.add(t)
+            order.append(pos_c[t])
+    n = len(order)
+    if n < 2:
+        return 0.0
+    inversions = sum(1 for i in range(n) for j in range(i + 1, n) if order[i] > order[j])
+    return inversions / (n * (n - 1) / 2)
+
+
 def _qword(tokens: list[str]) -> str:
     return next((t for t in tokens if t in _QWORDS), "")
 
@@ -126,13 +148,14 @@ def pair_features(query: str, cached: str, cosine: float) -> npt.NDArray[np.floa
             float(_qword(tq) != _qword(tc)),
             float(bool(tq) and bool(tc) and tq[0] == tc[0]),
             float(bool(tq) and bool(tc) and tq[-1] == tc[-1]),
+            _order_swap(tq, tc),
         ],
         dtype=np.float32,
     )
 
 
 def pair_features_many(
-    queries: Sequence[str], cached: Sequence[str], cosines: Sequence[float]
+    queries: Sequence[str], cached: Sequence[str], cosines: Sequence[float] | npt.NDArray[Any]
 ) -> npt.NDArray[np.float32]:
     if not queries:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)

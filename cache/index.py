@@ -107,7 +107,8 @@ class SemanticIndex:
                 if group.dead * 4 > len(group.rows):
                     self._rebuild(group, hnsw=len(group.rows) >= self.hnsw_from // 2)
             else:
-                group.index.remove_ids(np.array([row], dtype=np.int64))
+                ids = np.array([row], dtype=np.int64)
+                group.index.remove_ids(ids)  # type: ignore[arg-type]  # SWIG accepts arrays
         return removed
 
     def _rebuild(self, group: _Group, hnsw: bool) -> None:

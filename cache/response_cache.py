@@ -82,7 +82,7 @@ class ResponseCache:
         self.metrics.hits["exact"] += 1
         return Hit(entry.entry_id, entry.response, "exact", 1.0, None, entry.created)
 
-    def candidates(
+    def _best_verified(
         self, keys: CacheKeys, vector: npt.NDArray[np.float32], delta: float | None = None
     ) -> tuple[IndexedEntry, float, float] | None:
         """The best verified local candidate as (entry, similarity, score), or None."""
@@ -104,7 +104,7 @@ class ResponseCache:
         self, keys: CacheKeys, vector: npt.NDArray[np.float32], delta: float | None = None
     ) -> Hit | None:
         start = time.perf_counter()
-        best = self.candidates(keys, vector, delta)
+        best = self._best_verified(keys, vector, delta)
         entry = await self.store.get(best[0].entry_id) if best is not None else None
         self.metrics.observe_latency((time.perf_counter() - start) * 1000)
         if best is None or entry is None:

@@ -69,7 +69,8 @@ class RedisStore:
         stream_len: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.redis = client
+        # redis-py's type stubs do not model decode_responses=False replies (bytes) well.
+        self.redis: Any = client
         self.max_entries = max_entries
         self.stream_len = stream_len
         self.clock = clock
@@ -77,7 +78,6 @@ class RedisStore:
         self._prefix = f"frugate:cache:{{fc:{namespace}}}:"
         self._listener: StoreListener | None = None
         self._tail: asyncio.Task[None] | None = None
-        self._del_if_equal = self.redis.register_script(_DEL_IF_EQUAL)
         self.last_event = "0-0"
 
     @classmethod
@@ -199,7 +199,7 @@ class RedisStore:
         if entry.vector is not None:
             fields["vector"] = np.asarray(entry.vector, dtype="<f4").tobytes()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        pipe.hset(key, mapping=fields)
         pipe.pexpireat(key, expires_ms)
         pipe.set(self._key("x", entry.exact), entry.entry_id, pxat=expires_ms)
         pipe.zadd(self._key("lru"), {entry.entry_id: self.clock()})
@@ -231,7 +231,7 @@ class RedisStore:
         for entry_id, meta_raw in zip(entry_ids, metas, strict=True):
             if meta_raw is not None:
                 exact = orjson.loads(meta_raw)["exact"]
-                self._del_if_equal(keys=[self._key("x", exact)], args=[entry_id], client=pipe)
+                pipe.eval(_DEL_IF_EQUAL, 1, self._key("x", exact), entry_id)
             pipe.delete(self._key("e", entry_id))
         pipe.zrem(self._key("lru"), *entry_ids)
         pipe.zrem(self._key("exp"), *entry_ids)

@@ -11,7 +11,10 @@
    traffic cannot push the score the wrong way) and flatten them to arrays.
 4. Calibrate: run the calib split exactly like `frugate cache eval` (all entries in one
    cache, nearest neighbour, verifier) and, for each δ, take the lowest score threshold
-   whose 95% upper confidence bound on the false-hit rate is at most δ.
+   whose 95% upper confidence bound on the false-hit rate of SEMANTIC hits is at most δ
+   (exact hits are always right; counting them would make δ depend on how often the
+   calibration traffic repeats itself verbatim). Where no threshold qualifies, the
+   threshold is 1.0: that δ allows no semantic hits.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cache.data import Pair, split_pairs
+from cache.data import Pair, duplicate_clusters, same_question, split_pairs
 from cache.evaluate import pair_report, simulate
 from cache.features import FEATURE_NAMES, pair_features_many
 from cache.verify import TreeEnsemble, Verifier
@@ -32,7 +35,7 @@ from embedder.base import Vectors
 
 __all__ = ["DELTAS", "calibrate_thresholds", "fit_trees", "train_verifier", "upper_bound"]
 
-DELTAS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+DELTAS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 # +1: more of it means "more alike"; -1: more of it means "different"; 0: free.
 MONOTONE = {
     "cosine": 1,
@@ -52,6 +55,7 @@ MONOTONE = {
     "qword_mismatch": -1,
     "first_word_same": 0,
     "last_word_same": 0,
+    "order_swap": -1,
 }
 
 
@@ -64,26 +68,6 @@ def upper_bound(errors: int, n: int, z: float = 1.645) -> float:
     centre = p + z * z / (2 * n)
     margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return min(1.0, (centre + margin) / denom)
-
-
-def _clusters(pairs: Sequence[Pair]) -> dict[str, str]:
-    """Text -> representative of its duplicate cluster (transitive over duplicate=1)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for p in pairs:
-        find(p.a), find(p.b)
-        if p.duplicate:
-            ra, rb = find(p.a), find(p.b)
-            if ra != rb:
-                parent[ra] = rb
-    return {t: find(t) for t in parent}
 
 
 def _nearest(
@@ -103,7 +87,7 @@ def _nearest(
 def training_examples(
     pairs: Sequence[Pair], vec_a: Vectors, vec_b: Vectors, mined_k: int = 3
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
-    cluster = _clusters(pairs)
+    clusters = duplicate_clusters(pairs)
     qs: list[str] = []
     cs: list[str] = []
     cos: list[float] = []
@@ -128,7 +112,7 @@ def training_examples(
             qs.append(p.b)
             cs.append(other)
             cos.append(s)
-            ys.append(int(cluster[other] == cluster[p.b]))
+            ys.append(int(same_question(p.b, other, clusters)))
     x = pair_features_many(qs, cs, cos)
     return x, np.asarray(ys, dtype=np.int8)
 
@@ -206,27 +190,20 @@ def calibrate_thresholds(
 def eval_split(
     pairs: Sequence[Pair], vec_a: Vectors, vec_b: Vectors, verifier: Verifier, delta: float
 ) -> tuple[list[float], list[bool], dict[str, float]]:
-    """Run a split like `frugate cache eval`; return per-hit scores/correctness + figures."""
+    """Run a split like `frugate cache eval`; return scores and correctness of the semantic
+    hits, and the overall figures."""
     entries = [(f"e{i}", p.a) for i, p in enumerate(pairs)]
     queries = [(f"q{i}", p.b) for i, p in enumerate(pairs)]
     results = simulate(entries, vec_a, queries, vec_b, verifier, delta)
-    hits = [r.hit_id for r in results]
-    report = pair_report([p.a for p in pairs], [p.duplicate for p in pairs], hits)
+    report = pair_report(pairs, [r.hit_id for r in results])
+    clusters = duplicate_clusters(pairs)
     scores, correct = [], []
     for i, r in enumerate(results):
-        if r.hit_id is not None:
-            j = int(r.hit_id[1:])
+        if r.kind == "semantic" and r.hit_id is not None:  # exact hits need no calibration
             scores.append(r.score)
-            correct.append(bool(pairs[i].duplicate) and pairs[j].a == pairs[i].a)
-    return (
-        scores,
-        correct,
-        {
-            "precision": report.precision,
-            "recall": report.recall,
-            "hit_rate": report.hit_rate,
-        },
-    )
+            correct.append(same_question(pairs[i].b, pairs[int(r.hit_id[1:])].a, clusters))
+    figures = {"precision": report.precision, "recall": report.recall, "hit_rate": report.hit_rate}
+    return scores, correct, figures
 
 
 def train_verifier(
@@ -255,9 +232,14 @@ def train_verifier(
     }
     verifier = Verifier(model, np.asarray(DELTAS), thresholds, min_cosine, info)
     verifier.save(out)
-    _, _, calib_fig = eval_split(calib, ca, cb, verifier, delta=0.01)
-    return {
-        **info,
-        "thresholds": dict(zip(DELTAS, thresholds.tolist(), strict=True)),
-        "calib_at_0.01": calib_fig,
-    }
+    per_delta = {}
+    s = np.asarray(scores)
+    ok = np.asarray(correct, dtype=bool)
+    for delta, thr in zip(DELTAS, thresholds.tolist(), strict=True):
+        accepted = s >= thr
+        per_delta[str(delta)] = {
+            "threshold": thr,
+            "semantic_hits": int(accepted.sum()),
+            "semantic_precision": float(ok[accepted].mean()) if accepted.any() else None,
+        }
+    return {**info, "calibration": per_delta}

@@ -42,14 +42,14 @@ class TreeEnsemble:
     baseline: float
 
     def log_odds(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        x = np.asarray(x, dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
-        rows = np.arange(x.shape[0])[:, None]
-        node = np.broadcast_to(self.roots, (x.shape[0], self.roots.size)).copy()
+        xs = np.asarray(x, dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
+        rows = np.arange(xs.shape[0])[:, None]
+        node = np.broadcast_to(self.roots, (xs.shape[0], self.roots.size)).copy()
         for _ in range(self.depth):
             leaf = self.is_leaf[node]
             if leaf.all():
                 break
-            go_left = x[rows, self.feature[node]] <= self.threshold[node]
+            go_left = xs[rows, self.feature[node]] <= self.threshold[node]
             node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
         out: npt.NDArray[np.float64] = self.baseline + self.value[node].sum(axis=1)
         return out

@@ -84,8 +84,9 @@ def evaluate(
 ) -> None:
     """Print precision, recall and hit rate of the default policy on labelled pairs.
 
-    Every `a` is an entry, every `b` a query; a hit is right only if it is the query's
-    own `a` and the pair is a duplicate.
+    Every `a` is an entry, every `b` a query. A hit is right when the entry is the same
+    question by the file's labels (same text, or linked by duplicate=1 pairs); any
+    other hit is a false hit. Recall: share of duplicate pairs whose query got a right hit.
 
     Example: frugate cache eval --pairs ../shared/data/cache/qqp_pairs.jsonl --split dev
     """
@@ -106,15 +107,19 @@ def evaluate(
         bv,
         delta=delta,
     )
-    report = pair_report(
-        [p.a for p in rows], [p.duplicate for p in rows], [r.hit_id for r in results]
-    )
+    report = pair_report(rows, [r.hit_id for r in results])
     typer.echo(f"pairs      {report.pairs}")
     typer.echo(f"duplicates {report.duplicates}")
     typer.echo(f"hits       {report.hits}")
     typer.echo(f"precision  {report.precision:.4f}")
     typer.echo(f"recall     {report.recall:.4f}")
     typer.echo(f"hit_rate   {report.hit_rate:.4f}")
+    semantic = [r.hit_id if r.kind == "semantic" else None for r in results]
+    sem = pair_report(rows, semantic)
+    typer.echo(
+        f"of which semantic: hits {sem.hits}, precision {sem.precision:.4f}, "
+        f"recall {sem.recall:.4f} (delta {delta})"
+    )
 
 
 @app.command()

@@ -8,7 +8,13 @@ PARAPHRASE = "How do I reset my password?"
 DIFFERENT = "How can I reset my router password?"
 
 
+# The bundled verifier is calibrated on QQP, whose labels are noisy enough that small
+# budgets allow no semantic hits at all; these tests exercise the semantic path at 20%.
+DELTA = 0.2
+
+
 async def make_cache(clock: Clock, **kwargs: object) -> ResponseCache:
+    kwargs.setdefault("delta", DELTA)
     cache = ResponseCache(MemoryStore(clock=clock), clock=clock, **kwargs)  # type: ignore[arg-type]
     await cache.open()
     return cache
@@ -34,10 +40,18 @@ async def test_verifier_rejects_near_miss(clock: Clock) -> None:
     v = unit(2)
     await cache.put(request_keys(chat(ORIGINAL), Scope("acme")), completion("a"), v)
     # Same embedding neighbourhood, different question: the verifier must refuse.
-    other = request_keys(chat("How many passwords can I reset per day in 2024?"), Scope("acme"))
-    assert await cache.lookup(other, near(v, 0.93)) is None
-    assert cache.metrics.verifier_rejections == 1
-    assert cache.metrics.misses["semantic"] == 1
+    for text in (DIFFERENT, "How many passwords can I reset per day in 2024?"):
+        assert await cache.lookup(request_keys(chat(text), Scope("acme")), near(v, 0.93)) is None
+    assert cache.metrics.verifier_rejections == 2
+    assert cache.metrics.misses["semantic"] == 2
+    # A smaller false-hit budget is stricter: what passes at 20% may not pass at 1%.
+    para = request_keys(chat(PARAPHRASE), Scope("acme"))
+    strict = cache.verifier.threshold(0.01)
+    hit = await cache.lookup(para, near(v, 0.98))
+    assert hit is not None and hit.score is not None
+    assert (await cache.lookup_semantic(para, near(v, 0.98), delta=0.01) is None) == (
+        hit.score < strict
+    )
 
 
 async def test_never_across_tenants(clock: Clock) -> None:
