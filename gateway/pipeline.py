@@ -149,7 +149,7 @@ class Pipeline:
         if job.target.pool is not None:
             return job.target.pool
         assert self.s.routing is not None, "routing policies need the router"
-        return self.s.routing.decide(job, await self._vector(job))
+        return await self.s.routing.decide(job, await self._vector(job))
 
     # -- stage helpers -------------------------------------------------------------------
 

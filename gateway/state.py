@@ -147,6 +147,12 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
         root = settings.rag.data_dir or settings.data_dir / "rag"
         store = await asyncio.to_thread(CollectionStore, root, state.embedder)
         state.grounding = Grounding(store, settings.rag)
+    if settings.routing.policies:
+        from gateway.routing import Routing
+        from router import load_default
+
+        router = await asyncio.to_thread(load_default)
+        state.routing = Routing(router, settings.routing.policies, state)
     state.pipeline = Pipeline(state)
     state.embeddings = EmbeddingsServing(state)
     state.invalidator = Invalidator(directory, redis,

@@ -140,10 +140,9 @@ class Monitor:
         if ok and not replica.available():
             replica.readmit()
             log.info("readmitted replica %s of pool %s", replica.url, pool.name)
-        elif not ok and replica.available():
-            s = self.settings
-            replica.record_failure("health check failed", threshold=1, base_s=s.eject_base_s,
-                                   max_s=s.eject_max_s, hard=True)
+        elif not ok and replica.health_ok:
+            replica.health_ok = False  # out until a probe passes again
+            replica.last_error = "health check failed"
             log.warning("ejected replica %s of pool %s: health check failed", replica.url,
                         pool.name)
 

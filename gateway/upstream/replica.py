@@ -30,7 +30,9 @@ class Replica:
     prefix_hit_rate: float | None = None
     spec: SpecStats = field(default_factory=SpecStats)
     scraped_at: float = 0.0
-    # Circuit breaker.
+    # Active health: False from a failed /health probe until one passes.
+    health_ok: bool = True
+    # Circuit breaker (passive): ejected until `ejected_until`, then tried again.
     failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
@@ -38,6 +40,8 @@ class Replica:
     origin: Any = None  # transport.Origin, set by the pool
 
     def available(self, now: float | None = None) -> bool:
+        if not self.health_ok:
+            return False
         return (now if now is not None else time.monotonic()) >= self.ejected_until
 
     @property
@@ -74,6 +78,7 @@ class Replica:
         return True
 
     def readmit(self) -> None:
+        self.health_ok = True
         self.ejected_until = 0.0
         self.failures = 0
         self.last_error = None

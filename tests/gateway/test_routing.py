@@ -1,0 +1,129 @@
+"""`model: "auto"`: the router picks a pool; overrides, headers and the ledger record it."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.gateway.harness import GatewayServer, pool, settings_for
+from workers.sim.process import SimServer
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing" / "mmlu.csv"
+
+
+@pytest.fixture(scope="module")
+def routed(embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[GatewayServer, dict[str, SimServer]]]:
+    sims = {n: SimServer(model=f"sim-{n}", profile="fast", max_model_len=ctx).start()
+            for n, ctx in (("small", 2048), ("large", 8192))}
+    settings = settings_for(
+        [pool("small", sims["small"].url, max_context=2048),
+         pool("large", sims["large"].url, max_context=8192,
+              price={"input": 10.0, "output": 20.0})],
+        tmp_path_factory.mktemp("routing"),
+        routing={"baseline_pool": "large", "policies": [
+            {"name": "auto", "small": "small", "large": "large", "large_share": 0.3},
+            {"name": "always-small", "small": "small", "large": "large", "large_share": 0.0},
+            {"name": "always-large", "small": "small", "large": "large", "large_share": 1.0},
+            {"name": "strict-large", "small": "small", "large": "large", "large_share": 1.0,
+             "allow_degrade": False},
+        ]})
+    try:
+        with GatewayServer(settings, embedder) as gw:
+            yield gw, sims
+    finally:
+        for s in sims.values():
+            s.close()
+
+
+def _ask(gw: GatewayServer, key: str, model: str, text: str, **kw: Any) -> Any:
+    with openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) as c:
+        return c.chat.completions.with_raw_response.create(
+            model=model, max_tokens=8, messages=[{"role": "user", "content": text}], **kw)
+
+
+def test_auto_routes_and_records_the_decision(routed: tuple[GatewayServer, Any]) -> None:
+    gw, _ = routed
+    key = gw.make_key(tenant="r1")
+    raw = _ask(gw, key, "always-large", "What is 2+2?")
+    assert raw.headers["x-frugate-route"] == "large"
+    assert float(raw.headers["x-frugate-route-score"]) == pytest.approx(
+        float(raw.headers["x-frugate-route-score"]))
+    raw = _ask(gw, key, "always-small", "Prove that there are infinitely many primes.")
+    assert raw.headers["x-frugate-route"] == "small"
+    gw.call(gw.state.ledger.flush())
+    rows = gw.call(_ledger(gw))
+    decisions = {r["route_decision"] for r in rows}
+    assert {"always-large:large:score_above_threshold",
+            "always-small:small:score_below_threshold"} <= decisions
+    assert all(r["route_score"] is not None for r in rows)
+    # Routing to small saved money against the all-large baseline, and the ledger says so.
+    small_row = next(r for r in rows if r["route_decision"].startswith("always-small"))
+    assert small_row["baseline_micros"] > small_row["cost_micros"]
+
+
+def test_auto_sends_a_minority_of_exam_questions_to_large(
+        routed: tuple[GatewayServer, Any]) -> None:
+    gw, _ = routed
+    key = gw.make_key(tenant="r2")
+    with DATA.open() as f:
+        prompts = [row["prompt"] for _, row in zip(range(120), csv.DictReader(f), strict=False)]
+    routes = Counter(_ask(gw, key, "auto", p[:1500]).headers["x-frugate-route"] for p in prompts)
+    share = routes["large"] / sum(routes.values())
+    # Calibrated for 30% large on mixed calibration data; exam questions must not all go large.
+    assert 0.05 <= share <= 0.6, routes
+
+
+def test_context_overflow_goes_large(routed: tuple[GatewayServer, Any]) -> None:
+    gw, _ = routed
+    key = gw.make_key(tenant="r3")
+    long_text = "Summarise this. " + "word " * 2100  # beyond the small pool's 2048 tokens
+    raw = _ask(gw, key, "always-small", long_text)
+    assert raw.headers["x-frugate-route"] == "large"
+
+
+def test_unhealthy_pool_falls_back_and_degrade_is_optional(
+        routed: tuple[GatewayServer, dict[str, SimServer]]) -> None:
+    gw, sims = routed
+    key = gw.make_key(tenant="r4")
+    try:
+        _set_health(gw, sims, "large", healthy=False)
+        assert _ask(gw, key, "always-large", "hi").headers["x-frugate-route"] == "small"
+        with pytest.raises(openai.APIStatusError) as info:  # degrading not allowed: no route
+            _ask(gw, key, "strict-large", "hi")
+        assert info.value.status_code == 503
+        _set_health(gw, sims, "large", healthy=True)
+        _set_health(gw, sims, "small", healthy=False)
+        assert _ask(gw, key, "always-small", "hi").headers["x-frugate-route"] == "large"
+    finally:
+        _set_health(gw, sims, "large", healthy=True)
+        _set_health(gw, sims, "small", healthy=True)
+
+
+def _set_health(gw: GatewayServer, sims: dict[str, SimServer], name: str,
+                healthy: bool) -> None:
+    """Make a replica fail (or pass) its health checks and wait until the gateway agrees."""
+    sims[name].faults(unhealthy=not healthy)
+    replica = gw.state.pools[name].replicas[0]
+    deadline = time.monotonic() + 10
+    while replica.available() != healthy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replica.available() == healthy
+
+
+async def _ledger(gw: GatewayServer) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from gateway.storage.models import LedgerEntry
+
+    async with gw.state.sessions() as s:
+        rows = (await s.scalars(select(LedgerEntry))).all()
+    return [{c: getattr(r, c) for c in ("route_decision", "route_score", "cost_micros",
+                                         "baseline_micros")} for r in rows]
