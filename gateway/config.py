@@ -167,6 +167,20 @@ class Logging(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class Tracing(_Model):
+    """OpenTelemetry traces of model calls (needs the `otel` extra); off by default."""
+
+    enabled: bool = False
+    # OTLP collector, e.g. http://otel-collector:4318 (http/protobuf) or :4317 (grpc). None: the
+    # exporter's default, or the OTEL_EXPORTER_OTLP_* variables it reads itself.
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    headers: dict[str, str] = {}
+    service_name: str = "frugate"
+    # Share of requests traced (a client's sampled traceparent is always followed).
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
 class Settings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
@@ -189,6 +203,7 @@ class Settings(_Model):
     rag: Rag = Rag()
     routing: Routing = Routing()
     logging: Logging = Logging()
+    tracing: Tracing = Tracing()
     cors_origins: list[str] = []
     # Embedded default: create a default tenant/team and a demo key on first start.
     demo_key: bool = False

@@ -38,6 +38,7 @@ from gateway.relay import StreamOutcome, StreamRelay
 from gateway.responses import JSONBytes, SSEResponse
 from gateway.tenancy import Principal, authenticate
 from gateway.tokens import count_messages, count_text
+from gateway.tracing import OFF
 from gateway.upstream import Opened, Pool, open_request
 from gateway.upstream.transport import Tap
 from gateway.usage import count_partial
@@ -57,6 +58,7 @@ class Call:
     started: float  # time.perf_counter()
     # The upstream connection this request goes out on: half-closed if the client leaves.
     tap: Tap = field(default_factory=Tap)
+    trace: Any = OFF  # its spans (gateway.tracing), set by Pipeline.run
 
     @property
     def authorization(self) -> str | None:
@@ -93,27 +95,37 @@ class Pipeline:
 
     async def run(self, call: Call) -> Any:
         s = self.s
-        principal = authenticate(s.directory, call.authorization)  # 1 authenticate
-        slot = await s.gate.enter(principal.tenant_id, len(call.body))  # 2 admit: fair capacity
+        t = call.trace = s.tracer.begin(call)  # the request's spans (a shared no-op when off)
+        with t.stage("authenticate"):
+            principal = authenticate(s.directory, call.authorization)  # 1 authenticate
+        with t.stage("queue"):
+            slot = await s.gate.enter(principal.tenant_id, len(call.body))  # 2 admit: capacity
         try:
-            job = self._prepare(call, principal, slot)
-            ticket = await self._admit(job)  # 2 admit: rate limits + budget hold
+            with t.stage("admit"):
+                job = self._prepare(call, principal, slot)
+                ticket = await self._admit(job)  # 2 admit: rate limits + budget hold
         except BaseException:
             slot.release()
             raise
         try:
             if s.grounding is not None and s.grounding.wanted(job):
-                await s.grounding.retrieve(job, await self._vector(job))  # 3 embed, 4 retrieve
-            hit = await self._cached(job)  # 5 cache
+                with t.stage("retrieve"):
+                    await s.grounding.retrieve(job, await self._vector(job))  # 3 embed, 4 retrieve
+            with t.stage("cache"):
+                hit = await self._cached(job)  # 5 cache
             if hit is not None:
                 return await self._serve_hit(job, ticket, hit)
             if job.chunks:
-                s.grounding.ground(job)  # type: ignore[union-attr]  # 6 ground
-            job.pool = await self._route(job)  # 7 route
+                with t.stage("ground"):
+                    s.grounding.ground(job)  # type: ignore[union-attr]  # 6 ground
+            with t.stage("route"):
+                job.pool = await self._route(job)  # 7 route
             job.dispatched_at = time.perf_counter()
-            opened = await open_request(  # 8 dispatch
-                job.pool, _PATHS[call.endpoint], self._upstream_body(job), tap=call.tap,
-                stream=job.req.stream, settings=s.settings.upstream, request_id=call.request_id)
+            with t.stage("dispatch"):
+                opened = await open_request(  # 8 dispatch
+                    job.pool, _PATHS[call.endpoint], self._upstream_body(job), tap=call.tap,
+                    stream=job.req.stream, settings=s.settings.upstream,
+                    request_id=call.request_id)
         except BaseException as exc:
             await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
             raise
@@ -133,7 +145,8 @@ class Pipeline:
     async def _vector(self, job: Job) -> Any:
         """The request's one embedding, computed on first use and shared by every stage."""
         if job.vector is None:
-            job.vector = await self.s.embedder.embed_one(job.query_text)
+            with job.call.trace.stage("embed"):
+                job.vector = await self.s.embedder.embed_one(job.query_text)
         return job.vector
 
     async def _cached(self, job: Job) -> Any:
@@ -277,9 +290,10 @@ class Pipeline:
                                                            job.prompt_tokens)
         job.slot.release()
         # Settlement must finish even when the request task is being cancelled.
-        with contextlib.suppress(asyncio.CancelledError):
+        with job.call.trace.stage("settle"), contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self.s.meter.settle(ticket, rec))
         self.s.metrics.observe(rec, job, streamed=streamed)
+        job.call.trace.finish(job)  # the request's span ends, with usage, cost, pool, cache
 
     def _headers(self, job: Job, *, cost: bool = False) -> dict[str, str]:
         rec = job.record

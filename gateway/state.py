@@ -31,6 +31,7 @@ from gateway.storage import connect, create_schema
 from gateway.tenancy import Directory
 from gateway.tenancy.invalidation import Invalidator
 from gateway.tokens import encoding
+from gateway.tracing import Tracer, build_tracer
 from gateway.upstream import Monitor, Pool
 
 log = logging.getLogger("frugate")
@@ -60,6 +61,7 @@ class State:
     gate: Gate = field(default_factory=lambda: Gate.from_limits(Limits()))
     pipeline: Any = None  # gateway.pipeline.Pipeline
     embeddings: Any = None  # gateway.embeddings.EmbeddingsServing
+    tracer: Tracer = field(default_factory=Tracer)  # OpenTelemetry; a no-op unless enabled
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -147,6 +149,7 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
         root = settings.rag.data_dir or settings.data_dir / "rag"
         store = await asyncio.to_thread(CollectionStore, root, state.embedder)
         state.grounding = Grounding(store, settings.rag)
+    state.tracer = build_tracer(settings.tracing)
     if settings.routing.policies:
         from gateway.routing import Routing
         from router import load_default
@@ -190,4 +193,5 @@ async def close_state(state: State) -> None:
     if state.grounding is not None:
         state.grounding.close()
     state.embedder.close()
+    await asyncio.to_thread(state.tracer.close)  # flushes spans still batched
     await state.engine.dispose()
