@@ -81,6 +81,7 @@ class Exchange(asyncio.Protocol):
         self._done = False
         self._error: BaseException | None = None
         self._paused = False
+        self._eof_sent = False  # half-closed: never back to the pool
 
     # asyncio.Protocol -------------------------------------------------------------------
 
@@ -188,6 +189,7 @@ class Exchange(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing() or not t.can_write_eof():
             return False
+        self._eof_sent = True
         try:
             t.write_eof()
         except OSError:
@@ -201,7 +203,7 @@ class Exchange(asyncio.Protocol):
 
     def release(self) -> None:
         """Back to the pool if the response was read to its end and the server allows it."""
-        if self._done and self.reusable and not self.closed:
+        if self._done and self.reusable and not self.closed and not self._eof_sent:
             self.pool.idle.append(self)
         else:
             self.close()
