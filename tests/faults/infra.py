@@ -39,7 +39,8 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--daemonize", "no", "--dir", str(self.dir)]
+                "--save", "", "--daemonize", "no", "--dir", str(self.dir),
+                "--enable-debug-command", "local"]  # DEBUG SLEEP stalls it on purpose
         args += (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
                  else ["--appendonly", "no"])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -154,3 +154,35 @@ def test_redis_restart_under_load(sim: SimServer, tmp_path: Path, embedder: Any)
         assert after and all(r.status == 200 for r in after)
         _check_ledger(gw, [r for r in results + long if r.status == 200], sim)
         assert gw.call(open_holds(gw.state)) == 0
+
+
+def test_a_client_that_leaves_during_admission_leaves_no_hold(sim: SimServer, tmp_path: Path,
+                                                               embedder: Any) -> None:
+    """Redis stalls (DEBUG SLEEP) while requests wait for admission; their clients give up.
+    The admission scripts still run when Redis wakes up: every hold they took is released."""
+    with RedisServer() as redis, _gateway(sim, redis, tmp_path, embedder, False) as gw:
+        key = gw.make_key()
+        admin = __import__("redis").Redis.from_url(redis.url)
+
+        async def go() -> None:
+            async with httpx.AsyncClient(base_url=gw.base_url, timeout=0.3,
+                                         headers={"authorization": f"Bearer {key}"}) as http:
+                sleeper = asyncio.create_task(asyncio.to_thread(
+                    admin.execute_command, "DEBUG", "SLEEP", "1.0"))
+                await asyncio.sleep(0.1)
+                gave_up = await asyncio.gather(*(http.post("/chat/completions", json={
+                    "model": "small", "messages": MSG, "max_tokens": 5}) for _ in range(8)),
+                    return_exceptions=True)
+                assert all(isinstance(g, httpx.TimeoutException) for g in gave_up), gave_up
+                await sleeper
+
+        asyncio.run(go())
+        admin.close()
+        time.sleep(0.5)
+        gw.call(settled(gw.state), timeout=60)
+        assert gw.call(open_holds(gw.state)) == 0
+        # and the gateway serves normally afterwards
+        r = httpx.post(gw.base_url + "/chat/completions", timeout=10,
+                       headers={"authorization": f"Bearer {key}"},
+                       json={"model": "small", "messages": MSG, "max_tokens": 5})
+        assert r.status_code == 200
