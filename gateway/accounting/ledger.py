@@ -154,6 +154,7 @@ class BatchWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -172,7 +173,7 @@ class BatchWriter:
 
     async def _run(self) -> None:
         delay = self.flush_s
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
@@ -185,8 +186,11 @@ class BatchWriter:
                             len(self.buffer), delay, exc)
 
     async def stop(self) -> None:
+        """Write everything buffered. A flush in progress is let finish, not cancelled: a
+        transaction cut off mid-way would hold SQLite's write lock."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
