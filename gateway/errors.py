@@ -7,6 +7,7 @@
     ├── AuthenticationFailed (401)
     ├── PermissionDenied (403)
     ├── NotFound (404)
+    ├── Conflict (409)
     ├── RateLimited (429 rate_limit_exceeded, Retry-After)
     ├── BudgetExceeded (429 budget_exceeded, Retry-After)
     ├── Overloaded (503, Retry-After)
@@ -91,6 +92,12 @@ class NotFound(FrugateError):
     status_code = 404
     type = "invalid_request_error"
     default_code = "not_found"
+
+
+class Conflict(FrugateError):
+    status_code = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class RateLimited(FrugateError):

@@ -20,6 +20,7 @@ import operator
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ import numpy.typing as npt
 
 from gateway.errors import (
     AuthenticationFailed,
-    FrugateError,
+    Conflict,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -59,12 +60,6 @@ _FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 _FILTER_DEPTH = 200  # chunks fetched before attribute filters drop some
 _MAX_FILTER_DEPTH = 8
 _COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
-
-
-class Conflict(FrugateError):
-    status_code = 409
-    type = "invalid_request_error"
-    default_code = "conflict"
 
 
 @dataclass(frozen=True)
@@ -354,6 +349,18 @@ class RagService:
 
     def _files_dir(self, tenant: str) -> Path:
         return self.state.settings.data_dir / "files" / _safe(tenant)
+
+    def forget_tenant(self, tenant: str) -> int:
+        """Delete every collection and staged file of a deleted tenant; returns collections."""
+        n = 0
+        if self.state.grounding is not None:
+            store = self.state.grounding.store
+            for info in store.list(tenant):
+                with contextlib.suppress(CollectionNotFound):
+                    store.delete(tenant, info.id)
+                    n += 1
+        shutil.rmtree(self._files_dir(tenant), ignore_errors=True)
+        return n
 
 
 @contextlib.contextmanager

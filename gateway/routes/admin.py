@@ -7,6 +7,7 @@ except the one response that creates it (create, rotate).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from gateway.protocol.admin import (
     UsageReport,
     usd,
 )
+from gateway.rag_api import RagService
 from gateway.routes.common import StateDep
 from gateway.routes.usage import Format, FromQ, GroupQ, ToQ, render_report, report_query
 from gateway.state import State
@@ -120,6 +122,9 @@ async def delete_tenant(tenant_id: str, state: StateDep) -> Deleted:
     async with _write(state) as s:
         await admin.delete_tenant(s, tenant_id)
     await state.invalidator.publish("tenant", tenant_id)
+    # Its RAG collections and staged files go too (another tenant can never see them, but
+    # they should not outlive it on disk).
+    await asyncio.to_thread(RagService(state).forget_tenant, tenant_id)
     return Deleted(id=tenant_id, object="tenant")
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.accounting.prices import usd_to_micros
-from gateway.errors import FrugateError, InvalidRequest, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.storage.models import ApiKey, Budget, PriceRow, Team, Tenant
 from gateway.tenancy.keys import display_prefix, hash_key, new_id, new_key
 
@@ -256,9 +256,7 @@ async def _flush_unique(s: AsyncSession, message: str) -> None:
         await s.flush()
     except IntegrityError:
         await s.rollback()
-        err = FrugateError(message, code="conflict")
-        err.status_code, err.type = 409, "invalid_request_error"
-        raise err from None
+        raise Conflict(message) from None
 
 
 async def resolve(s: AsyncSession, model: type[Any], ref: str,

@@ -407,3 +407,20 @@ def test_concurrent_uploads_and_searches(gateway: GatewayServer, keys: dict[str,
         assert ok(c.get(f"/collections/{cid}"))["document_count"] == len(topics) + 1
         hits = ok(c.post(f"/collections/{cid}/search", json={"query": "comets", "k": 1}))
         assert hits["data"][0]["doc_id"] == "comets"
+
+
+def test_deleting_a_tenant_deletes_its_collections_and_staged_files(
+        gateway: GatewayServer) -> None:
+    master = {"authorization": "Bearer fk-test-master"}
+    with httpx.Client(base_url=gateway.url, headers=master, timeout=30) as admin:
+        tenant = ok(admin.post("/admin/tenants", json={"name": "doomed"}), 201)["id"]
+        col = ok(admin.post(f"/v1/collections?tenant={tenant}", json={"name": "notes"}), 201)
+        ok(admin.post(f"/v1/collections/{col['id']}/documents?tenant={tenant}",
+                      json={"text": "hello there", "title": "t"}), 201)
+        ok(admin.post(f"/v1/files?tenant={tenant}", files={"file": ("a.txt", b"hello")},
+                      data={"purpose": "assistants"}))
+        store = gateway.state.grounding.store
+        staged = gateway.state.settings.data_dir / "files" / tenant
+        assert [c.id for c in store.list(tenant)] == [col["id"]] and staged.exists()
+        ok(admin.delete(f"/admin/tenants/{tenant}"))
+        assert store.list(tenant) == [] and not staged.exists()
