@@ -1,15 +1,15 @@
-"""Shared pieces of the gateway benchmarks: a fixed-response upstream, process launching and
-pinning, wrk runs (post.lua), the measurement loop, py-spy summaries and reports.
+"""Shared pieces of the gateway benchmarks (not a frugate package; nothing imports it but them).
 
-Used by benchmarks/gateway_overhead.py and benchmarks/litellm_compare.py; not a frugate package.
+    upstream   a fixed-response OpenAI upstream (raw asyncio)    python -m benchmarks.lib.upstream
+    procs      child processes with logs, CPU pinning
+    targets    start the upstream, frugate (key + budgets) and LiteLLM; CPU-time probes
+    wrk        run wrk with post.lua and read its JSON line
+    matrix     the measurement loop (cells x targets x rounds)
+    report     paired summaries, tables, JSON                    python -m benchmarks.lib.report RUN.json
+    pyspy      py-spy record and a top-N summary
+    floor      what uvicorn and HTTP clients alone cost          python -m benchmarks.lib.floor
+    cli        options and plumbing shared by the two scripts
+
+Modules are imported by name (`from benchmarks.lib import wrk`); this file imports nothing so
+that `python -m benchmarks.lib.<module>` runs cleanly.
 """
-
-from __future__ import annotations
-
-from benchmarks.lib.matrix import Cell, Plan, measure, write_bodies
-from benchmarks.lib.report import Row, summarize
-from benchmarks.lib.targets import Target, Unavailable
-from benchmarks.lib.wrk import Run
-
-__all__ = ["Cell", "Plan", "Row", "Run", "Target", "Unavailable", "measure", "summarize",
-           "write_bodies"]

@@ -91,6 +91,17 @@ def _package(frame: str) -> str:
     return first.removesuffix(".py") if "/" not in path else first
 
 
+_LOOP = ("Runner.run ", "BaseEventLoop.run_until_complete ", "BaseEventLoop.run_forever ")
+
+
+def _under_loop(frames: list[str]) -> list[str]:
+    """The frames below the event loop's run call (what the loop is running), else all."""
+    for i in range(len(frames) - 1, -1, -1):
+        if frames[i].startswith(_LOOP):
+            return frames[i + 1:]
+    return frames
+
+
 def summary(collapsed: str, top: int = 20, thread: str = "MainThread",
             own_code: str = "gateway/") -> str:
     """Where `thread` (the event loop) spends its samples: by package and by function (own
@@ -107,7 +118,7 @@ def summary(collapsed: str, top: int = 20, thread: str = "MainThread",
         samples += n
         own[frames[-1]] += n
         packages[_package(frames[-1])] += n
-        for f in set(frames):
+        for f in set(_under_loop(frames)):
             if f"({own_code}" in f:
                 total[f] += n
     if samples == 0:
@@ -120,7 +131,6 @@ def summary(collapsed: str, top: int = 20, thread: str = "MainThread",
     out += ["", f"Top {top} functions by own time:"]
     out += [f"  {n / samples:6.1%}  {name}" for name, n in own.most_common(top)]
     out += ["", f"Top {top} {own_code} functions by total time (itself + what it calls; "
-                "frames on >= 90% of samples, the CLI and middleware spine, left out):"]
-    inner = [(name, n) for name, n in total.most_common() if n < 0.9 * samples][:top]
-    out += [f"  {n / samples:6.1%}  {name}" for name, n in inner]
+                "frames under the event loop only):"]
+    out += [f"  {n / samples:6.1%}  {name}" for name, n in total.most_common(top)]
     return "\n".join(out) + "\n"

@@ -90,7 +90,7 @@ def versus(rows: Sequence[Row], cells: Sequence[Cell], a: str, b: str) -> str:
     by_row = {(r.target, r.stream, r.concurrency): r for r in rows}
     by_cell = {(c.target, c.stream, c.concurrency): c for c in cells}
     head = ["stream", "c", f"{a} RPS", f"{b} RPS", f"RPS {a}/{b}", f"{a} +p50 ms",
-            f"{b} +p50 ms", f"{a} +p99 ms", f"{b} +p99 ms"]
+            f"{b} +p50 ms", f"{a} +p99 ms", f"{b} +p99 ms", f"CPU/req {b}/{a}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (target, stream, c), ra in by_row.items():
         rb = by_row.get((b, stream, c))
@@ -100,7 +100,9 @@ def versus(rows: Sequence[Row], cells: Sequence[Cell], a: str, b: str) -> str:
         lines.append("| " + " | ".join([
             "yes" if stream else "no", str(c), f"{ra.rps:,.0f}", f"{rb.rps:,.0f}",
             f"{ratio:.1f}x", _f(ra.added_p50_ms, "+.2f"), _f(rb.added_p50_ms, "+.2f"),
-            _f(ra.added_p99_ms, "+.2f"), _f(rb.added_p99_ms, "+.2f")]) + " |")
+            _f(ra.added_p99_ms, "+.2f"), _f(rb.added_p99_ms, "+.2f"),
+            f"{rb.cpu_ms_per_req / ra.cpu_ms_per_req:.1f}x"
+            if ra.cpu_ms_per_req and rb.cpu_ms_per_req else "-"]) + " |")
     return "\n".join(lines)
 
 
@@ -139,8 +141,45 @@ def targets_text(rows: Sequence[Row], name: str = "frugate") -> str:
     return "\n".join(lines)
 
 
+def from_json(data: dict[str, Any]) -> list[Cell]:
+    """The cells of a file written with `--json` (to print its tables again)."""
+    from benchmarks.lib.wrk import Run
+
+    fields = set(Run.__dataclass_fields__)
+    return [Cell(c["target"], c["stream"], c["concurrency"],
+                 [Run(**{k: v for k, v in r.items() if k in fields}) for r in c["runs"]],
+                 c["loadavg_1m"], c["extra"]) for c in data["runs"]]
+
+
 def as_json(rows: Sequence[Row], cells: Sequence[Cell], meta: dict[str, Any]) -> dict[str, Any]:
     return {"meta": meta, "rows": [asdict(r) for r in rows],
             "runs": [{"target": c.target, "stream": c.stream, "concurrency": c.concurrency,
                       "loadavg_1m": c.loadavg, "extra": c.extra,
                       "runs": [{**asdict(r), "rps": r.rps} for r in c.runs]} for c in cells]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.lib.report RUN.json`: print a saved run's tables again."""
+    import json
+    import sys
+
+    path = (sys.argv[1:] if argv is None else argv)[0]
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    cells = from_json(data)
+    rows = summarize(cells)
+    meta = data.get("meta", {})
+    print(f"{meta.get('command', '?')}\ngit {meta.get('git', '?')}, {meta.get('date', '?')}, "
+          f"{meta.get('pinning', '?')}; load average before "
+          f"{', '.join(f'{x:.2f}' for x in meta.get('loadavg_before', []))}\n")
+    print(table(rows))
+    names = {c.target for c in cells}
+    if {"frugate", "litellm"} <= names:
+        print("\n" + versus(rows, cells, "frugate", "litellm"))
+    if "frugate" in names:
+        print("\nTargets (frugate, non-streaming):\n" + targets_text(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

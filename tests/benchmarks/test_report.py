@@ -60,10 +60,12 @@ def test_errors_mark_the_row_and_targets_are_judged() -> None:
 
 def test_pyspy_summary_counts_own_package_and_total_per_thread() -> None:
     collapsed = (
-        "thread (1): MainThread;main (a.py:1);loop (asyncio/x.py:2);handle (gateway/x.py:3) 5\n"
-        "thread (1): MainThread;main (a.py:1);loop (asyncio/x.py:2);handle (gateway/x.py:4);"
-        "send (httpx/_client.py:9) 3\n"
-        "thread (1): MainThread;main (a.py:1);tick (asyncio/y.py:7) 2\n"
+        "thread (1): MainThread;main (gateway/cli.py:1);Runner.run (asyncio/runners.py:2);"
+        "handle (gateway/x.py:3) 5\n"
+        "thread (1): MainThread;main (gateway/cli.py:1);Runner.run (asyncio/runners.py:2);"
+        "handle (gateway/x.py:4);send (httpx/_client.py:9) 3\n"
+        "thread (1): MainThread;main (gateway/cli.py:1);Runner.run (asyncio/runners.py:2);"
+        "tick (asyncio/y.py:7) 2\n"
         "thread (2): Thread-1;worker (b.py:1) 50\n")
     text = pyspy.summary(collapsed, top=5)
     assert "MainThread: 10 samples" in text
@@ -74,5 +76,5 @@ def test_pyspy_summary_counts_own_package_and_total_per_thread() -> None:
     assert "50.0%  handle (gateway/x.py)" in own  # lines 3 and 4 count as one function
     total = text.split("by total time")[1]
     assert "80.0%  handle (gateway/x.py)" in total
-    assert "loop" not in total  # only frugate's own functions
+    assert "main (gateway/cli.py)" not in total  # above the event loop: left out
     assert "worker" not in own and "50  Thread-1" in text
