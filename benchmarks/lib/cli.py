@@ -152,11 +152,14 @@ def profile_gateway(target: Target, bodies: dict[bool, Path], p: Plan, out: Path
 
 def meta(args: argparse.Namespace, lay: Layout, p: Plan, load_before: tuple[float, ...],
          extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    def cmd(argv: list[str]) -> str:
+    def cmd(argv: list[str], any_status: bool = False) -> str:
         try:
             out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, timeout=10,
                                  check=False)
-            return (out.stdout or out.stderr).strip().splitlines()[0]
+            if out.returncode != 0 and not any_status:
+                return "?"
+            text = (out.stdout or out.stderr).strip()  # wrk --version writes to stderr
+            return text.splitlines()[0] if text else ""
         except (OSError, IndexError, subprocess.SubprocessError):
             return "?"
 
@@ -171,7 +174,7 @@ def meta(args: argparse.Namespace, lay: Layout, p: Plan, load_before: tuple[floa
         "command": " ".join(["python", "-m", _module_name(), *sys.argv[1:]]),
         "git": revision,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}",
-        "wrk": cmd(["wrk", "--version"]),
+        "wrk": cmd(["wrk", "--version"], any_status=True),  # exits 1 after printing it
         "upstream": args.upstream,
         "pinning": lay.describe(),
         "plan": {"concurrency": list(p.concurrency), "streams": list(p.streams),
