@@ -127,6 +127,24 @@ class Rag(_Model):
     position: Literal["before_last_user", "system"] = "before_last_user"
 
 
+class Cache(_Model):
+    """The response cache's defaults; a team's or key's `settings.cache` overrides them."""
+
+    enabled: bool = True
+    semantic: bool = True
+    max_temperature: float = Field(default=1.0, ge=0, le=2)
+    max_messages: int = Field(default=16, gt=0)
+    allow_tools: bool = False
+    per_team: bool = False
+    ttl_s: int = Field(default=86_400, gt=0)
+    max_ttl_s: int = Field(default=7 * 86_400, gt=0)
+    # The verifier's false-hit budget for semantic hits.
+    delta: float = Field(default=0.01, gt=0, lt=1)
+    max_entries: int = Field(default=100_000, gt=0)
+    # What a hit is billed (USD per 1M tokens); free by default.
+    price: Price = Price(input=Decimal(0), output=Decimal(0))
+
+
 class Embeddings(_Model):
     """Where `/v1/embeddings` goes: an embedding pool by name, else the bundled MiniLM."""
 
@@ -201,6 +219,7 @@ class Settings(_Model):
     ledger: Ledger = Ledger()
     embeddings: Embeddings = Embeddings()
     rag: Rag = Rag()
+    cache: Cache = Cache()
     routing: Routing = Routing()
     logging: Logging = Logging()
     tracing: Tracing = Tracing()

@@ -45,7 +45,12 @@ class Metrics:
                               ["policy", "pool", "reason"], registry=r)
         self.cache = Counter("frugate_cache_lookups_total", "Cache lookups.", ["result", "kind"],
                              registry=r)
-        r.register(_PoolCollector(list(pools), list(extra)))
+        self._collector = _PoolCollector(list(pools), list(extra))
+        r.register(self._collector)
+
+    def add_collector(self, fn: Callable[[], Iterable[Metric]]) -> None:
+        """Metrics some other component renders at scrape time (e.g. the cache's counters)."""
+        self._collector.extra.append(fn)
 
     def observe(self, rec: Any, job: Job, streamed: bool) -> None:
         pool = rec.pool or "-"

@@ -151,7 +151,7 @@ class Pipeline:
 
     async def _cached(self, job: Job) -> Any:
         c = self.s.caching
-        if c is None or not c.eligible(job):
+        if c is None or not c.admit(job):
             return None
         hit = await c.lookup_exact(job)
         if hit is None and c.semantic(job):
@@ -264,7 +264,7 @@ class Pipeline:
     async def _serve_hit(self, job: Job, ticket: Any, hit: Any) -> Any:
         rec = job.record
         rec.cache_status = "hit"
-        rec.pool = hit.pool
+        rec.served_model = hit.response.get("model")
         _take_usage(rec, hit.response.get("usage") or {})
         self._overhead(job, 0.0)
         await self._settle(job, ticket)

@@ -88,6 +88,22 @@ class State:
         return orjson.dumps({"object": "list", "data": data})
 
 
+async def _build_cache(settings: Settings, state: State) -> Any:
+    from cache import MemoryStore, RedisStore, ResponseCache
+    from gateway.caching import Caching
+
+    c = settings.cache
+    store: Any
+    if state.redis is not None:  # entries in Redis; every replica's index follows its stream
+        store = RedisStore(state.redis, namespace=settings.redis_prefix,
+                           max_entries=c.max_entries)
+    else:
+        store = MemoryStore(max_entries=c.max_entries, path=settings.data_dir / "cache.jsonl")
+    cache = ResponseCache(store, dim=state.embedder.dim, delta=c.delta)
+    await cache.open()
+    return Caching(cache, c, state.embedder)
+
+
 def connect_redis(url: str, max_connections: int = 512) -> aioredis.Redis:
     """A client whose pool waits for a free connection instead of failing under load."""
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -127,7 +143,8 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
     ledger = BatchWriter(sessions, flush_ms=settings.ledger.flush_ms,
                          flush_rows=settings.ledger.flush_rows)
     config_prices = {c.name: ModelPrice.from_config(c.price) for c in settings.pools}
-    meter = Meter(admission, directory, ledger, config_prices, _baseline(settings))
+    meter = Meter(admission, directory, ledger, config_prices, _baseline(settings),
+                  cache_price=ModelPrice.from_config(settings.cache.price))
     monitor = Monitor(pools.values(), settings.upstream)
     metrics = Metrics(pools.values())
     await asyncio.to_thread(encoding)  # load the BPE file now, not on the first request
@@ -150,6 +167,10 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
         store = await asyncio.to_thread(CollectionStore, root, state.embedder)
         state.grounding = Grounding(store, settings.rag)
     state.tracer = build_tracer(settings.tracing)
+    if settings.cache.enabled:
+        state.caching = await _build_cache(settings, state)
+        state._tasks.append(asyncio.create_task(state.caching.run_upkeep()))
+        metrics.add_collector(state.caching.collect)
     if settings.routing.policies:
         from gateway.routing import Routing
         from router import load_default
@@ -179,6 +200,8 @@ async def close_state(state: State) -> None:
     for t in state._tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
+    if state.caching is not None:
+        await state.caching.close()
     await state.monitor.stop()
     await state.invalidator.stop()
     await state.webhooks.stop()

@@ -355,6 +355,21 @@ async def delete_price(model: str, state: StateDep) -> PriceOut:
     return _price_out(pool.name, pool.config.aliases, state.meter.config_prices[pool.name], None)
 
 
+# Cache ---------------------------------------------------------------------------------------
+
+@router.delete("/cache", summary="Purge cached responses of a tenant (optionally a team, model)")
+async def purge_cache(state: StateDep,
+                      tenant: Annotated[str, Query(description="Tenant id.")],
+                      team: Annotated[str | None, Query(description="Team id.")] = None,
+                      model: Annotated[str | None, Query(description="Model as requested.")]
+                      = None) -> dict[str, Any]:
+    if state.caching is None:
+        raise NotFound("The cache is disabled on this gateway.", code="cache_disabled")
+    purged = await state.caching.purge(tenant, team, model)
+    return {"object": "cache.purge", "tenant": tenant, "team": team, "model": model,
+            "purged": purged}
+
+
 # Reports -------------------------------------------------------------------------------------
 
 @router.get("/reports/usage", response_model=UsageReport,

@@ -27,6 +27,8 @@ from gateway.upstream.transport import Tap
 log = logging.getLogger("frugate")
 T = TypeVar("T")
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+# Request headers the pipeline reads (the rest are not copied).
+_PASSED = frozenset({b"authorization", b"x-frugate-cache-control"})
 
 
 def new_request_id() -> str:
@@ -37,15 +39,15 @@ async def serve(state: State, scope: Scope, receive: Receive, endpoint: str,
                 request_id: str) -> Any:
     """Read the body, run the pipeline, watch for the client leaving."""
     started = time.perf_counter()
-    auth = b""
+    headers: dict[str, str] = {}
     declared: bytes | None = None
     for k, v in scope["headers"]:
-        if k == b"authorization":
-            auth = v
-        elif k == b"content-length":
+        if k == b"content-length":
             declared = v
+        elif k in _PASSED:
+            headers[k.decode()] = v.decode("latin-1")
     body = await read_body(receive, declared, state.settings.limits.max_body_bytes)
-    call = Call(request_id, endpoint, body, {"authorization": auth.decode("latin-1")}, started)
+    call = Call(request_id, endpoint, body, headers, started)
     return await until_disconnect(receive, call.tap, lambda: state.pipeline.run(call))
 
 

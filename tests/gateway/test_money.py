@@ -51,7 +51,7 @@ def test_budget_holds_under_concurrency_across_two_gateways(postgres: str,
     with SimServer(model="sim-small", profile="fast", itl_ms=1.0,
                    output_tokens=(20, 20)) as sim:
         key, _ = asyncio.run(seed(postgres, team_budget_usd="0.25"))
-        cfg = {"database_url": postgres, "redis_url": REDIS_URL,
+        cfg = {"database_url": postgres, "redis_url": REDIS_URL, "cache": {"enabled": False},
                "redis_prefix": "fgt-" + secrets.token_hex(4), "master_key": "fk-test-master",
                "pools": [_pool(sim)], "ledger": {"claim_idle_ms": 1000},
                "logging": {"level": "WARNING"}}
@@ -73,7 +73,7 @@ def test_budget_holds_under_concurrency_across_two_gateways(postgres: str,
 
 def test_budget_holds_under_concurrency_embedded(tmp_path: Path, embedder: Any) -> None:
     with SimServer(model="sim-small", profile="fast", itl_ms=1.0, output_tokens=(20, 20)) as sim:
-        settings = settings_for([_pool(sim)], tmp_path)
+        settings = settings_for([_pool(sim)], tmp_path, cache={"enabled": False})
         with GatewayServer(settings, embedder) as gw:
             key = gw.make_key()
             team = gw.state.directory.lookup(
@@ -164,7 +164,9 @@ def test_ledger_equals_upstream_usage_under_faults_and_aborts(
     flaky = SimServer(model="sim-small", profile="fast", itl_ms=8.0, output_tokens=(20, 60),
                       error_rate=0.3)
     with good, flaky:
-        settings = settings_for([_pool(good, flaky)], tmp_path, **extra)
+        # Billing exactness against the upstream: no cache hits in between.
+        settings = settings_for([_pool(good, flaky)], tmp_path, cache={"enabled": False},
+                                **extra)
         with GatewayServer(settings, embedder) as gw:
             key = gw.make_key()
             asyncio.run(_mixed_traffic(gw.base_url, key))
@@ -221,7 +223,7 @@ def test_ledger_survives_sigkill_of_a_gateway(postgres: str, tmp_path: Path) -> 
     with SimServer(model="sim-small", profile="fast", itl_ms=2.0,
                    output_tokens=(10, 30)) as sim:
         key, _ = asyncio.run(seed(postgres))
-        cfg = {"database_url": postgres, "redis_url": REDIS_URL,
+        cfg = {"database_url": postgres, "redis_url": REDIS_URL, "cache": {"enabled": False},
                "redis_prefix": "fgt-" + secrets.token_hex(4), "master_key": "fk-test-master",
                "pools": [_pool(sim)], "ledger": {"claim_idle_ms": 1000},
                "logging": {"level": "WARNING"}}
