@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -e '.[dev]'
+	# Client-compatibility suite: LangChain and LlamaIndex. llama-index-llms-openai pins
+	# openai<3 in its metadata but works with openai 3.x, so it goes in without its deps.
+	$(PIP) install 'langchain-openai>=1.0' 'llama-index-core>=0.14.5,<0.15'
+	$(PIP) install --no-deps 'llama-index-llms-openai>=0.8,<0.9' 'llama-index-llms-openai-like>=0.8,<0.9'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -22,7 +22,9 @@ from gateway.errors import FrugateError, UpstreamError, UpstreamTimeout
 from gateway.sse import DONE, SEP, EventSplitter, data_of, frame
 from gateway.upstream.client import Opened, error_fields, redact
 
-DRAIN_TIMEOUT_S = 2.0
+# After a half-close the replica stops within a step; the drain only ends early if it never
+# does. Generous, because a drain cut short loses tokens the replica already sent (billing).
+DRAIN_TIMEOUT_S = 10.0
 log = logging.getLogger("frugate.relay")
 
 

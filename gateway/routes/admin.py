@@ -266,7 +266,7 @@ async def set_budget(scopes: ScopePath, scope_id: str, body: BudgetSet,
                                      webhook_url=body.webhook_url)
         tenant_id = await _tenant_of(s, scope, scope_id)
     await state.invalidator.publish("budget", f"{scope}:{scope_id}")
-    return await _budget_out(state, row, tenant_id)
+    return await budget_out(state, row, tenant_id)
 
 
 @router.get("/{scopes}/{scope_id}/budget", response_model=BudgetOut,
@@ -276,7 +276,7 @@ async def get_budget(scopes: ScopePath, scope_id: str, state: StateDep) -> Budge
     async with state.sessions() as s:
         row = await admin.get_budget(s, scope, scope_id)
         tenant_id = await _tenant_of(s, scope, scope_id)
-    return await _budget_out(state, row, tenant_id)
+    return await budget_out(state, row, tenant_id)
 
 
 @router.delete("/{scopes}/{scope_id}/budget", response_model=Deleted,
@@ -424,7 +424,7 @@ async def _tenant_of(s: AsyncSession, scope: str, scope_id: str) -> str:
     return str(row.tenant_id)
 
 
-async def _budget_out(state: State, row: Budget, tenant_id: str) -> BudgetOut:
+async def budget_out(state: State, row: Budget, tenant_id: str) -> BudgetOut:
     now = datetime.now(UTC)
     period: Any = row.period
     spent, held, tokens = await state.admission.usage(row.scope, row.scope_id,

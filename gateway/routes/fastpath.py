@@ -28,7 +28,7 @@ log = logging.getLogger("frugate")
 T = TypeVar("T")
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # Request headers the pipeline reads (the rest are not copied).
-_PASSED = frozenset({b"authorization", b"x-frugate-cache-control"})
+_PASSED = frozenset({b"authorization", b"x-frugate-cache-control", b"traceparent"})
 
 
 def new_request_id() -> str:

@@ -23,7 +23,7 @@ from sqlalchemy import case, func, select
 from gateway.accounting.reports import ReportQuery, default_range, parse_time
 from gateway.errors import AuthenticationFailed
 from gateway.protocol.admin import BudgetOut
-from gateway.routes.admin import _budget_out, require_master
+from gateway.routes.admin import budget_out, require_master
 from gateway.routes.common import StateDep
 from gateway.routes.usage import FromQ, PrincipalDep, ToQ, bearer_scheme
 from gateway.state import State
@@ -204,7 +204,7 @@ async def team_budget(state: StateDep, principal: PrincipalDep) -> BudgetOut:
     """404 `budget_not_found` when the team has no budget."""
     async with state.sessions() as s:
         row = await admin.get_budget(s, "team", principal.team_id)
-    return await _budget_out(state, row, principal.tenant_id)
+    return await budget_out(state, row, principal.tenant_id)
 
 
 # Who is calling ------------------------------------------------------------------------------
