@@ -82,6 +82,8 @@ class Exchange(asyncio.Protocol):
         self._error: BaseException | None = None
         self._paused = False
         self._eof_sent = False  # half-closed: never back to the pool
+        self._in_use = False  # between start() and release()/close()
+        self.tap: Tap | None = None  # the request using this connection now
 
     # asyncio.Protocol -------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class Exchange(asyncio.Protocol):
         self._chunks.clear()
         self._done, self._error = False, None
         self.reusable = False
+        self._in_use = True
         self._head = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(head + body if len(body) < 65536 else head)
@@ -197,16 +200,30 @@ class Exchange(asyncio.Protocol):
         return True
 
     def close(self) -> None:
+        self._detach()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def release(self) -> None:
-        """Back to the pool if the response was read to its end and the server allows it."""
+        """Back to the pool if the response was read to its end and the server allows it.
+
+        Once per request: a second call (or a late half-close from a client that left after
+        its response was complete) must not touch the connection the next request uses.
+        """
+        if not self._in_use:
+            return
+        self._detach()
         if self._done and self.reusable and not self.closed and not self._eof_sent:
             self.pool.idle.append(self)
         else:
             self.close()
+
+    def _detach(self) -> None:
+        self._in_use = False
+        tap, self.tap = self.tap, None
+        if tap is not None and tap.conn is self:
+            tap.conn = None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -293,7 +310,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         conn.start(head, body)
         tap = _current.get()
         if tap is not None:
-            tap.conn = conn
+            tap.conn, conn.tap = conn, tap
         try:
             await conn.head(read_s)
         except BaseException:
