@@ -105,9 +105,11 @@ async def _one(http: httpx.AsyncClient, url: str, i: int, kind: str, rng: random
             tally.ids.add(r.headers.get("x-frugate-request-id", ""))
             chunks = 0
             first = b""
+            whole: list[bytes] = []
             async for chunk in r.aiter_raw():
                 chunks += 1
                 first = first or chunk[:300]
+                whole.append(chunk)
                 if kind == "abort_stream" and chunks >= 1 + i % 4:
                     tally.statuses[f"{kind}:aborted"] += 1
                     return
@@ -117,6 +119,10 @@ async def _one(http: httpx.AsyncClient, url: str, i: int, kind: str, rng: random
                                                              kind == "fault_midstream" else 500)
         if (expected == 200) != (raw_tail == 200):
             tally.unexpected.append(f"{kind} -> {raw_tail}: {first.decode(errors='replace')}")
+        elif kind == "stream":  # a healthy stream ends with [DONE] and carries no error event
+            text = b"".join(whole)
+            if not text.endswith(b"data: [DONE]\n\n") or b'data: {"error"' in text:
+                tally.unexpected.append(f"stream body: ...{text[-300:].decode(errors='replace')}")
     except httpx.HTTPError as exc:
         tally.unexpected.append(f"{kind}: {type(exc).__name__}: {exc}")
 
@@ -214,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                "pools": [{"name": "small", "model": "sim-small", "price": PRICE,
                           "max_context": 8192, "replicas": [s.url for s in sims]}],
                "upstream": {"retries": 2, "retry_backoff_ms": 5, "eject_after_failures": 50},
-               "ledger": {"claim_idle_ms": 2000}}
+               "ledger": {"claim_idle_ms": 2000},
+               # Every request must reach a replica: this run checks upstream billing.
+               "cache": {"enabled": False}}
         gws = [GatewayProcess(cfg, Path(tmp) / n).start() for n in ("a", "b")]
         try:
             urls = [g.url for g in gws]

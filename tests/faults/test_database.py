@@ -77,7 +77,7 @@ def test_postgres_down_for_10_seconds(mode: str, postgres: str, tmp_path: Path,
             SimServer(model="sim-small", profile="fast", itl_ms=2.0,
                       output_tokens=(10, 30)) as sim:
         via_proxy = postgres.replace(host_port, f"127.0.0.1:{proxy.port}")
-        extra: dict[str, Any] = {"database_url": via_proxy}
+        extra: dict[str, Any] = {"database_url": via_proxy, "cache": {"enabled": False}}
         if mode == "redis-stream":
             extra |= {"redis_url": REDIS_URL, "redis_prefix": "fgt-" + secrets.token_hex(4)}
         settings = settings_for(

@@ -54,7 +54,8 @@ def _gateway(sim: SimServer, redis: RedisServer, tmp: Path, embedder: Any,
     settings = settings_for(
         [{"name": "small", "model": "sim-small", "replicas": [sim.url], "price": PRICE}], tmp,
         redis_url=redis.url, redis_prefix="fgt-" + secrets.token_hex(3),
-        admission={"fail_open": fail_open}, ledger={"claim_idle_ms": 1000})
+        admission={"fail_open": fail_open}, ledger={"claim_idle_ms": 1000},
+        cache={"enabled": False})  # every request reaches the replica and the ledger
     return GatewayServer(settings, embedder)
 
 

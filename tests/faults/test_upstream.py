@@ -31,7 +31,9 @@ MSG = [{"role": "user", "content": "Tell me about fault tolerance."}]
 
 
 def _gateway(sims: list[SimServer], tmp: Path, embedder: Any, **pool_extra: Any) -> GatewayServer:
-    settings = settings_for([pool("small", *(s.url for s in sims), **pool_extra)], tmp)
+    # No response cache: every request here must reach a replica.
+    settings = settings_for([pool("small", *(s.url for s in sims), **pool_extra)], tmp,
+                            cache={"enabled": False})
     return GatewayServer(settings, embedder)
 
 
