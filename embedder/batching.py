@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,7 +24,7 @@ class BatchingEmbedder:
         self._running = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
-    def embed(self, texts: list[str]) -> Vectors:
+    def embed(self, texts: Sequence[str]) -> Vectors:
         return self.inner.embed(texts)
 
     async def embed_many(self, texts: list[str]) -> Vectors:

@@ -56,7 +56,7 @@ class EmbeddingsServing:
                                    param="model", code="model_not_allowed")
         texts = req.texts()
         tokens = sum(count_text(t) for t in texts) if texts is not None else \
-            sum(len(x) if isinstance(x, list) else 1 for x in req.input)  # type: ignore[union-attr]
+            sum(len(x) if isinstance(x, list) else 1 for x in req.input)
         pool_name = s.settings.embeddings.pool or LOCAL_POOL
         record = Record(request_id=call.request_id, ts=datetime.now(UTC),
                         tenant_id=principal.tenant_id, team_id=principal.team_id,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -45,6 +47,8 @@ class Metrics:
                               ["policy", "pool", "reason"], registry=r)
         self.cache = Counter("frugate_cache_lookups_total", "Cache lookups.", ["result", "kind"],
                              registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.access_log = AccessLog(log)
         self._collector = _PoolCollector(list(pools), list(extra))
         r.register(self._collector)
 
@@ -52,36 +56,93 @@ class Metrics:
         """Metrics some other component renders at scrape time (e.g. the cache's counters)."""
         self._collector.extra.append(fn)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(...)`, remembered: the lookup is measurable on the hot path."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe(self, rec: Any, job: Job, streamed: bool) -> None:
         pool = rec.pool or "-"
-        self.requests.labels(rec.endpoint, pool, rec.status, rec.cache_status).inc()
-        self.latency.labels(rec.endpoint, "true" if streamed else "false").observe(
+        c = self._child
+        c(self.requests, rec.endpoint, pool, rec.status, rec.cache_status).inc()
+        c(self.latency, rec.endpoint, "true" if streamed else "false").observe(
             rec.latency_ms / 1000)
         if job.overhead_ms is not None:
-            self.overhead.labels(rec.endpoint).observe(job.overhead_ms / 1000)
+            c(self.overhead, rec.endpoint).observe(job.overhead_ms / 1000)
         if rec.ttft_ms is not None:
-            self.ttft.labels(pool).observe(rec.ttft_ms / 1000)
+            c(self.ttft, pool).observe(rec.ttft_ms / 1000)
         if rec.prompt_tokens:
-            self.tokens.labels(pool, "prompt").inc(rec.prompt_tokens)
+            c(self.tokens, pool, "prompt").inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            self.tokens.labels(pool, "completion").inc(rec.completion_tokens)
+            c(self.tokens, pool, "completion").inc(rec.completion_tokens)
         if rec.cost_micros:
-            self.cost.labels(pool).inc(rec.cost_micros / 1e6)
+            c(self.cost, pool).inc(rec.cost_micros / 1e6)
         if rec.cache_savings_micros:
-            self.savings.labels("cache").inc(rec.cache_savings_micros / 1e6)
+            c(self.savings, "cache").inc(rec.cache_savings_micros / 1e6)
         if rec.routing_savings_micros:
-            self.savings.labels("routing").inc(rec.routing_savings_micros / 1e6)
-        log.info("request", extra={"fields": {
-            "request_id": rec.request_id, "key_id": rec.key_id, "team_id": rec.team_id,
-            "endpoint": rec.endpoint, "model": rec.requested_model, "pool": rec.pool,
-            "status": rec.status, "error_type": rec.error_type, "cache": rec.cache_status,
-            "route": rec.route_decision, "latency_ms": round(rec.latency_ms, 3),
-            "ttft_ms": None if rec.ttft_ms is None else round(rec.ttft_ms, 3),
-            "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
-            "cost_usd": rec.cost_micros / 1e6, "stream": streamed}})
+            c(self.savings, "routing").inc(rec.routing_savings_micros / 1e6)
+        if self.access_log.enabled:
+            self.access_log.write({
+                "msg": "request", "request_id": rec.request_id, "key_id": rec.key_id,
+                "team_id": rec.team_id, "endpoint": rec.endpoint, "model": rec.requested_model,
+                "pool": rec.pool, "status": rec.status, "error_type": rec.error_type,
+                "cache": rec.cache_status, "route": rec.route_decision,
+                "latency_ms": round(rec.latency_ms, 3),
+                "ttft_ms": None if rec.ttft_ms is None else round(rec.ttft_ms, 3),
+                "prompt_tokens": rec.prompt_tokens,
+                "completion_tokens": rec.completion_tokens,
+                "cost_usd": rec.cost_micros / 1e6, "stream": streamed})
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class AccessLog:
+    """One JSON line per request, written straight to the `frugate.access` logger's handlers.
+
+    The same line the logging machinery would produce, without building a LogRecord per
+    request (measurable at 1,000 requests/s). Falls back to `logging` for other handlers.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def write(self, fields: dict[str, Any]) -> None:
+        streams = _json_streams(self.logger)
+        if streams is None:
+            msg = fields.pop("msg")
+            self.logger.info(msg, extra={"fields": fields})
+            return
+        now = time.time()
+        line = orjson.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                             + f".{int(now % 1 * 1000):03d}Z", "level": "info",
+                             "logger": self.logger.name, **fields}) + b"\n"
+        for stream in streams:
+            stream.write(line.decode())
+
+
+def _json_streams(logger: logging.Logger) -> list[Any] | None:
+    """The streams of the JSON stream handlers serving `logger`, if that is all there is."""
+    from gateway.logs import JSONFormatter
+
+    handlers: list[logging.Handler] = []
+    lg: logging.Logger | None = logger
+    while lg is not None:
+        handlers.extend(lg.handlers)
+        if not lg.propagate:
+            break
+        lg = lg.parent
+    if not handlers or not all(type(h) is logging.StreamHandler
+                               and isinstance(h.formatter, JSONFormatter) for h in handlers):
+        return None
+    return [h.stream for h in handlers]  # type: ignore[attr-defined]
 
 
 class _PoolCollector(Collector):

@@ -117,7 +117,7 @@ class Pipeline:
                 return await self._serve_hit(job, ticket, hit)
             if job.chunks:
                 with t.stage("ground"):
-                    s.grounding.ground(job)  # type: ignore[union-attr]  # 6 ground
+                    s.grounding.ground(job)  # 6 ground
             with t.stage("route"):
                 job.pool = await self._route(job)  # 7 route
             job.dispatched_at = time.perf_counter()
@@ -162,26 +162,29 @@ class Pipeline:
         if job.target.pool is not None:
             return job.target.pool
         assert self.s.routing is not None, "routing policies need the router"
-        return await self.s.routing.decide(job, await self._vector(job))
+        pool: Pool = await self.s.routing.decide(job, await self._vector(job))
+        return pool
 
     # -- stage helpers -------------------------------------------------------------------
 
     def _prepare(self, call: Call, principal: Principal, slot: Slot) -> Job:
         s = self.s
+        req: ChatCompletionRequest | CompletionRequest
         if call.endpoint == "chat":
-            req: SamplingFields
-            req, body = parse_body(call.body, ChatCompletionRequest)
-            if len(req.messages) > s.settings.limits.max_messages:
+            chat, body = parse_body(call.body, ChatCompletionRequest)
+            if len(chat.messages) > s.settings.limits.max_messages:
                 raise InvalidRequest(
-                    f"Too many messages: {len(req.messages)} (at most "
+                    f"Too many messages: {len(chat.messages)} (at most "
                     f"{s.settings.limits.max_messages}).", param="messages")
             prompt_tokens = count_messages(body["messages"])
+            req = chat
         else:
-            req, body = parse_body(call.body, CompletionRequest)
-            prompt_tokens = count_text(req.prompt_text())
+            text, body = parse_body(call.body, CompletionRequest)
+            prompt_tokens = count_text(text.prompt_text())
+            req = text
         target = s.catalog.resolve(req.model, principal)
         ceiling = s.settings.limits.max_tokens_ceiling
-        asked = req.output_limit()  # type: ignore[attr-defined]
+        asked = req.output_limit()
         if asked is not None and asked > ceiling:
             raise InvalidRequest(f"max_tokens is too large: {asked} (at most {ceiling}).",
                                  param="max_tokens", code="invalid_value")
@@ -197,7 +200,7 @@ class Pipeline:
             team_id=principal.team_id, key_id=principal.key_id, endpoint=call.endpoint,
             requested_model=req.model, end_user=req.user)
         query = req.last_user_text() if isinstance(req, ChatCompletionRequest) \
-            else req.prompt_text()  # type: ignore[attr-defined]
+            else req.prompt_text()
         return Job(call, principal, req, body, target, req.frugate or FrugateControls(),
                    prompt_tokens, max_output, record, slot, query_text=query)
 

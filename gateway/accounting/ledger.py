@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.storage.models import DailyRollup, LedgerEntry
@@ -91,8 +90,9 @@ def rollup(records: Sequence[Record]) -> list[dict[str, Any]]:
              r.served_model or r.requested_model)
         row = acc.get(k)
         if row is None:
-            row = acc[k] = dict(zip(("day", "tenant_id", "team_id", "key_id", "model"), k,
-                                    strict=True)) | dict.fromkeys(_SUMS, 0)
+            row = {"day": k[0], "tenant_id": k[1], "team_id": k[2], "key_id": k[3],
+                   "model": k[4], **dict.fromkeys(_SUMS, 0)}
+            acc[k] = row
         row["requests"] += 1
         row["errors"] += r.status != "ok"
         row["cache_hits"] += r.cache_status == "hit"
@@ -106,33 +106,42 @@ def rollup(records: Sequence[Record]) -> list[dict[str, Any]]:
     return list(acc.values())
 
 
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 async def write_records(sessions: async_sessionmaker[AsyncSession],
                         records: Sequence[Record]) -> int:
-    """Insert records idempotently and add only the newly inserted ones to the rollups."""
+    """Insert records idempotently and add only the newly inserted ones to the rollups.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING tells which rows are new (a
+    record delivered twice is written once), then one upsert adds those to the daily sums.
+    """
     if not records:
         return 0
+    by_id = {r.request_id: r for r in records}
     async with sessions() as s, s.begin():
-        dialect = s.bind.dialect.name
-        ids = [r.request_id for r in records]
-        existing = set((await s.execute(
-            LedgerEntry.__table__.select().with_only_columns(LedgerEntry.request_id)
-            .where(LedgerEntry.request_id.in_(ids)))).scalars())
-        fresh_by_id = {r.request_id: r for r in records if r.request_id not in existing}
-        fresh = list(fresh_by_id.values())
+        ins = _dialect_insert(s.get_bind().dialect.name)
+        table = LedgerEntry.__table__
+        stmt = ins(table).on_conflict_do_nothing(index_elements=["request_id"]).returning(
+            table.c.request_id)
+        new_ids = (await s.execute(stmt, [_row(r) for r in by_id.values()])).scalars().all()
+        fresh = [by_id[i] for i in new_ids]
         if not fresh:
             return 0
-        await s.execute(insert(LedgerEntry), [_row(r) for r in fresh])
-        rows = rollup(fresh)
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        stmt = upsert(DailyRollup)
-        stmt = stmt.on_conflict_do_update(
+        up = ins(DailyRollup.__table__)
+        up = up.on_conflict_do_update(
             index_elements=["day", "tenant_id", "team_id", "key_id", "model"],
-            set_={k: getattr(DailyRollup, k) + getattr(stmt.excluded, k) for k in _SUMS},
+            set_={k: getattr(DailyRollup.__table__.c, k) + getattr(up.excluded, k)
+                  for k in _SUMS},
         )
-        await s.execute(stmt, rows)
+        await s.execute(up, rollup(fresh))
     return len(fresh)
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -93,12 +94,12 @@ class LedgerConsumer:
     async def _read_new(self, block_ms: int | None) -> int:
         n = 0
         if self._recover:  # entries we read before a failed write are still ours to write
-            pending = await self.r.xreadgroup(GROUP, self.name, {self.stream: "0"},
-                                              count=self.batch)
+            pending: Any = await self.r.xreadgroup(GROUP, self.name, {self.stream: "0"},
+                                                   count=self.batch)
             n += await self._write(pending[0][1] if pending else [])
             self._recover = False
-        resp = await self.r.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=self.batch,
-                                       block=block_ms)
+        resp: Any = await self.r.xreadgroup(GROUP, self.name, {self.stream: ">"},
+                                            count=self.batch, block=block_ms)
         return n + await self._write(resp[0][1] if resp else [])
 
     async def _claim_stale(self) -> int:

@@ -6,6 +6,7 @@ Money is integer micro-dollars; timestamps are UTC.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +34,7 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime]
-    settings: Mapped[dict] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Team(Base):
@@ -46,7 +47,7 @@ class Team(Base):
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
     # Per-team policy: cache eligibility, default RAG collection, routing preferences.
-    settings: Mapped[dict] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ApiKey(Base):
@@ -60,11 +61,11 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    allowed_models: Mapped[list | None] = mapped_column(JSON)
-    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
-    settings: Mapped[dict] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Rotation: the key this one replaced stays valid until its expires_at (the grace period).
     replaced_by: Mapped[str | None] = mapped_column(String(64))
 
