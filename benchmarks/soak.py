@@ -1,6 +1,6 @@
 """Soak + exactness: 10,000 mixed requests through two gateway processes sharing Redis.
 
-    python -m benchmarks.soak                      # 10,000 requests (about 5 minutes here)
+    python -m benchmarks.soak                      # 10,000 requests (2-3 minutes here)
     python -m benchmarks.soak --requests 2000      # a shorter run
 
 Two `frugate serve` processes share Redis (admission, holds, the ledger stream) and a fresh
