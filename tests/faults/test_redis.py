@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_client
 
 from tests.faults.infra import RedisServer, open_holds, settled, sse_events
 from tests.gateway.harness import GatewayServer, settings_for
@@ -163,7 +164,7 @@ def test_a_client_that_leaves_during_admission_leaves_no_hold(sim: SimServer, tm
     The admission scripts still run when Redis wakes up: every hold they took is released."""
     with RedisServer() as redis, _gateway(sim, redis, tmp_path, embedder, False) as gw:
         key = gw.make_key()
-        admin = __import__("redis").Redis.from_url(redis.url)
+        admin = redis_client.Redis.from_url(redis.url)
 
         async def go() -> None:
             async with httpx.AsyncClient(base_url=gw.base_url, timeout=0.3,
