@@ -3,12 +3,15 @@
 #   wrk            load generator for benchmarks
 #   chromium(-driver) headless browser for the dashboard tests (never a downloaded browser)
 #   docker-compose client for validating deploy/docker-compose.yml
+#   redis-server   private Redis instances for the Redis-outage fault tests
 set -euo pipefail
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# The Redis fault tests run their own throwaway redis-server (the shared one is never stopped).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then
     echo "[install-system] all present"
     exit 0

@@ -204,9 +204,11 @@ class Caching:
 def _control_value(job: Job) -> Any:
     ctl = job.controls
     value: dict[str, Any] = {}
-    if ctl.cache in ("no-cache", "no-store", "bypass"):
-        value[{"no-cache": "no_cache", "no-store": "no_store", "bypass": "off"}[ctl.cache]] = True
-    elif ctl.cache == "no-cache,no-store":
+    if ctl.cache == "no-cache":
+        value["no_cache"] = True
+    elif ctl.cache == "no-store":
+        value["no_store"] = True
+    elif ctl.cache in ("bypass", "no-cache,no-store"):
         value.update(no_cache=True, no_store=True)
     if ctl.cache_ttl is not None:
         value["ttl"] = ctl.cache_ttl

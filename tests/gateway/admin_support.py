@@ -53,6 +53,8 @@ def database_url(backend: str, data_dir: Path) -> Iterator[str]:
 
 
 def gateway_settings(urls: dict[str, str], data_dir: Path, db_url: str, **extra: Any) -> Any:
+    # Budgets, reports and webhooks count spend: repeated requests must reach the replicas.
+    extra = {"cache": {"enabled": False}, **extra}
     return settings_for(
         [pool("small", urls["small"], max_context=4096, aliases=["gpt-4o-mini"],
               price={"input": 0.5, "output": 1.5}),

@@ -31,8 +31,9 @@ def two_replicas() -> Iterator[list[SimServer]]:
 
 
 def _gateway(sims: list[SimServer], tmp: Path, embedder: Any, **extra: Any) -> GatewayServer:
-    return GatewayServer(settings_for([pool("small", *(s.url for s in sims))], tmp, **extra),
-                         embedder)
+    # These tests count what reaches each replica: identical requests must not be cache hits.
+    return GatewayServer(settings_for([pool("small", *(s.url for s in sims))], tmp,
+                                      cache={"enabled": False}, **extra), embedder)
 
 
 def test_failover_no_client_errors_and_readmission(

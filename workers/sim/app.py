@@ -400,4 +400,8 @@ def _connection_lost(receive: Receive) -> bool:
     the usage ledger count exactly the frames that went out. Other servers: assume connected.
     """
     cycle = getattr(receive, "__self__", None)
-    return bool(getattr(cycle, "disconnected", False))
+    # asyncio drops writes once close() has begun (it counts the connection as lost at once),
+    # but uvicorn sets `disconnected` only when connection_lost runs, a loop turn later.
+    transport = getattr(cycle, "transport", None)
+    return bool(getattr(cycle, "disconnected", False)) or bool(
+        transport is not None and transport.is_closing())
