@@ -79,6 +79,7 @@ class RedisStore:
         self._listener: StoreListener | None = None
         self._tail: asyncio.Task[None] | None = None
         self.last_event = "0-0"
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -122,13 +123,17 @@ class RedisStore:
 
     async def _follow(self) -> None:
         stream = self._key("stream")
-        while True:
+        while not self._closed:  # also checked per read: redis-py can swallow a cancel
             try:
                 reply = await self.redis.xread({stream: self.last_event}, count=500, block=1000)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # connection blip: retry without losing our place
-                await asyncio.sleep(0.5)
+            except Exception:
+                # redis-py may turn a cancelled blocking read into a connection error.
+                task = asyncio.current_task()
+                if self._closed or (task is not None and task.cancelling()):
+                    return
+                await asyncio.sleep(0.5)  # connection blip: retry without losing our place
                 continue
             for _, events in reply or []:
                 for event_id, fields in events:
@@ -147,10 +152,11 @@ class RedisStore:
             self._listener.remove(fields[b"ids"].decode().split(","))
 
     async def close(self) -> None:
+        self._closed = True
         if self._tail is not None:
             self._tail.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._tail
+                await asyncio.wait([self._tail], timeout=5)
             self._tail = None
 
     # --- reads ---------------------------------------------------------------------

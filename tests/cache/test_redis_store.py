@@ -138,18 +138,15 @@ asyncio.run(main())
 async def test_two_processes_share_hits(namespace: str) -> None:
     b = await replica(namespace)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            WRITER,
-            REDIS_URL,
-            namespace,
+        # A thread, not asyncio's child watcher (unreliable across pytest's event loops).
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", WRITER, REDIS_URL, namespace],
             cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
+            timeout=60,
         )
-        _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
+        assert proc.returncode == 0, proc.stderr.decode()
         assert await wait_for(lambda: len(b.index) == 1)
         v = unit(7)  # not the writer's vector: the exact hit needs none
         hit = await b.lookup(request_keys(chat("What is the capital of France?"), ACME), v)

@@ -23,10 +23,12 @@ def test_features_flag_what_changes_the_answer() -> None:
     num = pair_features("Is 5 a prime number?", "Is 9 a prime number?", 0.95)
     neg = pair_features("Is coffee good for you?", "Is coffee not good for you?", 0.95)
     ent = pair_features("What is the capital of France?", "What is the capital of Spain?", 0.9)
+    swap = pair_features("How to convert ethene to ethane?", "How to convert ethane to ethene?", 1)
     i = FEATURE_NAMES.index
     assert num[i("number_mismatch")] == 1 and same[i("number_mismatch")] == 0
     assert neg[i("negation_mismatch")] == 1 and same[i("negation_mismatch")] == 0
     assert ent[i("entity_mismatch")] > 0 and same[i("entity_mismatch")] == 0
+    assert swap[i("order_swap")] > 0 and same[i("order_swap")] == 0
 
 
 def test_bundled_verifier_is_calibrated_and_rejects_near_misses() -> None:
@@ -38,7 +40,6 @@ def test_bundled_verifier_is_calibrated_and_rejects_near_misses() -> None:
     for near_miss in (
         ("How do I reset my password?", "How do I reset my router password?", 0.9),
         ("Is 5 a prime number?", "Is 9 a prime number?", 0.93),
-        ("How do I convert ethene to ethane?", "How do I convert ethane to ethene?", 0.99),
     ):
         assert v.score(*near_miss) < good
 
