@@ -61,7 +61,9 @@ def test_exact_hit_is_served_without_the_replica_and_billed_as_a_hit(
 def test_paraphrase_is_a_semantic_hit_and_a_different_question_is_not(
         cached: tuple[GatewayServer, SimServer]) -> None:
     gw, _ = cached
-    key = gw.make_key(tenant="c2")
+    # The default false-hit budget (1%) admits no semantic hit on QQP-like data (docs/cache.md);
+    # this team trades some precision for hits with its own policy.
+    key = gw.make_key(tenant="c2", settings={"cache": {"delta": 0.15}})
     _ask(gw, key, "How do I reset my VPN password?")
     asyncio.run(asyncio.sleep(0.3))
     para = _ask(gw, key, "How can I reset my VPN password?")
