@@ -4,8 +4,8 @@
     2 admit          one atomic step: RPM/TPM windows + budget hold on key, team and tenant
     3 embed          the last user turn, once, only when a later stage needs it
     4 retrieve       RAG, if asked: top-k chunks of the tenant's collection
-    5 cache          exact, then semantic lookup in the caller's scope (key includes chunk ids)
-    6 ground         RAG: a grounding message with numbered sources joins the prompt
+    5 ground         RAG: a grounding message with numbered sources joins the prompt
+    6 cache          exact, then semantic lookup in the caller's scope (key includes chunk ids)
     7 route          explicit model -> its pool; routing policy -> the router picks small/large
     8 dispatch       a replica of the pool (power of two choices), retried before the first byte
     9 relay          the upstream JSON or stream, passed through
@@ -111,13 +111,12 @@ class Pipeline:
             if s.grounding is not None and s.grounding.wanted(job):
                 with t.stage("retrieve"):
                     await s.grounding.retrieve(job, await self._vector(job))  # 3 embed, 4 retrieve
+                with t.stage("ground"):
+                    s.grounding.ground(job)  # 5 ground
             with t.stage("cache"):
-                hit = await self._cached(job)  # 5 cache
+                hit = await self._cached(job)  # 6 cache
             if hit is not None:
                 return await self._serve_hit(job, ticket, hit)
-            if job.chunks:
-                with t.stage("ground"):
-                    s.grounding.ground(job)  # 6 ground
             with t.stage("route"):
                 job.pool = await self._route(job)  # 7 route
             job.dispatched_at = time.perf_counter()

@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.errors import FrugateError, InvalidRequest, PayloadTooLarge
+from gateway.errors import FrugateError
 from gateway.pipeline import Call
 from gateway.responses import render_error
+from gateway.routes.common import read_raw_body
 from gateway.state import State
 from gateway.upstream.transport import Tap
 
@@ -46,33 +47,9 @@ async def serve(state: State, scope: Scope, receive: Receive, endpoint: str,
             declared = v
         elif k in _PASSED:
             headers[k.decode()] = v.decode("latin-1")
-    body = await read_body(receive, declared, state.settings.limits.max_body_bytes)
+    body = await read_raw_body(receive, declared, state.settings.limits.max_body_bytes)
     call = Call(request_id, endpoint, body, headers, started)
     return await until_disconnect(receive, call.tap, lambda: state.pipeline.run(call))
-
-
-async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The request body, refused early when it is larger than `limit` bytes."""
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise InvalidRequest("Invalid Content-Length header.") from None
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is too large ({size} bytes; at most {limit}).")
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError  # the client left while sending its request
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"The request body is too large (more than {limit} bytes).")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 async def until_disconnect(receive: Receive, tap: Tap,

@@ -77,3 +77,21 @@ def test_other_tenant_cannot_ground_on_the_collection(
             pytest.raises(openai.NotFoundError) as info:
         _ask(client, collection)
     assert info.value.code == "collection_not_found"
+
+
+def test_a_cache_hit_on_a_grounded_request_keeps_its_citations(
+        gateway: GatewayServer, grounded: tuple[str, str]) -> None:
+    key, collection = grounded
+    with openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0) as client:
+        first = _ask(client, collection)
+        import time
+
+        time.sleep(0.3)  # the answer is stored after it is sent
+        again = _ask(client, collection)
+        stream = _ask(client, collection, stream=True)
+        chunks = list(stream.parse())
+    assert again.headers["x-frugate-cache"] == "hit"
+    cited = first.parse().model_extra["frugate"]["citations"]
+    assert again.parse().model_extra["frugate"]["citations"] == cited
+    assert stream.headers["x-frugate-cache"] == "hit"
+    assert chunks[-1].model_extra["frugate"]["citations"] == cited
