@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.accounting.admission import (
     Crossing,
@@ -27,7 +26,7 @@ from gateway.accounting.admission import (
     rate_error,
     rate_retry_after,
 )
-from gateway.accounting.periods import Period, period_end
+from gateway.accounting.periods import Period
 from gateway.errors import Overloaded
 
 log = logging.getLogger("frugate.accounting")
@@ -76,10 +75,9 @@ class RedisAdmission:
                                                  for h in plan.holds]
         args: list[Any] = [plan.request_id, plan.micros, plan.tokens, int(self.hold_ttl_s),
                            len(plan.holds), f"{t}:w:", len(plan.rates)]
-        now = datetime.now(UTC)
         for h in plan.holds:
-            end = period_end(_period_of(h.tag), now)
-            ttl = int((end - now).total_seconds()) + COUNTER_GRACE_S if end else 0
+            # Counters outlive their period a while (reports read them); `total` never expires.
+            ttl = int(h.retry_after_s) + COUNTER_GRACE_S if h.tag[0] != "t" else 0
             args += [_or_none(h.limit_micros), _or_none(h.limit_tokens), ttl]
         for r in plan.rates:
             args += [_rate_name(r), r.limit, 1 if r.unit == "rpm" else plan.tokens]
@@ -116,11 +114,7 @@ class RedisAdmission:
             return Settled([], recorded=False)
         keys, args = self._settle_call(ticket, micros, tokens, only_if_held=False)
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                await self._settle(keys=keys, args=args, client=pipe)
-                if event is not None:
-                    pipe.xadd(self.stream, {b"r": event})
-                res = await pipe.execute()
+            res = await self._settle_and_record(keys, args, event)
         except RedisError:
             self._retry_later(ticket, micros, tokens)
             raise
@@ -172,6 +166,31 @@ class RedisAdmission:
             else:
                 delay = 0.2
         log.info("settlements deferred by a Redis outage are applied")
+
+    async def _settle_and_record(self, keys: list[str], args: list[Any],
+                                 event: bytes | None) -> list[Any]:
+        """EVALSHA settle + XADD in one round trip.
+
+        redis-py's Script object in a pipeline checks SCRIPT EXISTS first (a second round trip
+        on every call); sending EVALSHA ourselves and loading the script only when Redis says
+        NOSCRIPT (after a restart or flush) keeps it to one.
+        """
+        for attempt in (1, 2):
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
+                if event is not None:
+                    pipe.xadd(self.stream, {b"r": event})
+                res = await pipe.execute(raise_on_error=False)
+            if isinstance(res[0], NoScriptError) and attempt == 1:
+                await self.r.script_load(self._settle.script)
+                if event is not None and not isinstance(res[1], Exception):
+                    event = None  # already on the stream: do not add it twice
+                continue
+            for item in res:
+                if isinstance(item, Exception):
+                    raise item
+            return list(res)
+        raise AssertionError("unreachable")
 
     async def usage(self, scope: str, scope_id: str, tag_: str,
                     tenant_id: str) -> tuple[int, int, int]:

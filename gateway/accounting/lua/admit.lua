@@ -31,10 +31,12 @@ for _, old in ipairs(expired) do
   redis.call('ZREM', KEYS[1], old)
 end
 
+local fresh = {}  -- budget hashes this script creates: only those need an EXPIRE
 local a = 8
 for i = 1, nb do
   local lm, lt = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local v = redis.call('HMGET', KEYS[2 + i], 'spent', 'held', 'tok', 'htok')
+  fresh[i] = not (v[1] or v[2] or v[3] or v[4])
   local spent, held = tonumber(v[1] or 0), tonumber(v[2] or 0)
   local tok, htok = tonumber(v[3] or 0), tonumber(v[4] or 0)
   if lm >= 0 and spent + held + micros > lm then return {'budget', i, 0, 0} end
@@ -61,15 +63,15 @@ for i = 1, nb do
   local key, ttl = KEYS[2 + i], tonumber(ARGV[a + 2])
   redis.call('HINCRBY', key, 'held', micros)
   redis.call('HINCRBY', key, 'htok', tokens)
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if ttl > 0 and fresh[i] then redis.call('EXPIRE', key, ttl) end
   names[#names + 1] = key
   a = a + 3
 end
 ra = a
 for j = 1, nr do
   local wkey = wprefix .. ARGV[ra] .. ':' .. window
-  redis.call('INCRBY', wkey, tonumber(ARGV[ra + 2]))
-  redis.call('EXPIRE', wkey, 150)
+  local need = tonumber(ARGV[ra + 2])
+  if redis.call('INCRBY', wkey, need) == need then redis.call('EXPIRE', wkey, 150) end
   ra = ra + 3
 end
 redis.call('ZADD', KEYS[1], now + hold_ttl, rid)
