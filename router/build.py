@@ -14,7 +14,7 @@ import numpy as np
 from embedder.base import Embedder
 from router.artifact import prompt_hashes, save_artifact
 from router.data import OutcomeTable, read_outcomes
-from router.embeddings import embed_texts
+from router.embeddings import embed_prompts
 from router.policy import Calibration
 from router.training import TrainConfig, TrainResult, cv_folds, prepare, train_router
 
@@ -61,7 +61,7 @@ def build_router(
     calib_parts = [t.split("calib") for t in tables]
 
     def embed(t: OutcomeTable) -> np.ndarray:
-        return embed_texts(t.prompts, make_embedder, cache_dir=cache_dir)
+        return embed_prompts(t.prompts, make_embedder, cache_dir=cache_dir)
 
     say("embedding prompts")
     train = prepare(train_parts, [embed(t) for t in train_parts])
@@ -84,7 +84,8 @@ def build_router(
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "python": platform.python_version(),
-        "embedder": "all-MiniLM-L6-v2 (max_seq_length 256), text = the prompt as given",
+        "embedder": "all-MiniLM-L6-v2 (max_seq_length 256) of embedder.query_window(prompt) "
+        "(first 32 + last word pieces); text features read the full prompt",
         "split": SPLIT_DOC,
         "data": [
             {

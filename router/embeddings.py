@@ -16,7 +16,7 @@ import numpy as np
 from embedder.base import Embedder, Vectors
 from embedder.minilm import DIM
 
-__all__ = ["embed_texts"]
+__all__ = ["embed_prompts", "embed_texts"]
 
 Progress = Callable[[int], None]
 
@@ -97,3 +97,21 @@ def embed_texts(
     if out is None:  # no texts at all
         return np.zeros((0, DIM), dtype=np.float32)
     return out
+
+
+def embed_prompts(
+    prompts: Sequence[str],
+    make_embedder: Callable[[], Embedder],
+    *,
+    cache_dir: Path | None = None,
+    batch_size: int = 128,
+    progress: Progress | None = None,
+) -> Vectors:
+    """The router's view of each prompt: the vector of `embedder.query_window(prompt)`,
+    exactly what the gateway embeds for a request whose last user message is the prompt."""
+    from embedder.window import query_window
+
+    windows = [query_window(p) for p in prompts]
+    return embed_texts(
+        windows, make_embedder, cache_dir=cache_dir, batch_size=batch_size, progress=progress
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.artifact import U64, load_artifact, prompt_hashes
-from router.models import Ensemble, make_inputs
+from router.models import StackedModel, make_inputs
 from router.policy import Calibration, Policy
 
 __all__ = ["Router", "default_artifact_path", "load_default"]
@@ -27,13 +27,14 @@ def default_artifact_path() -> Path:
 class Router:
     """Scores prompts: higher means more need for the large model.
 
-    `text` is what the router reads: the last user message of the request (the same text the
-    gateway embeds); `embedding` is that text's shared all-MiniLM-L6-v2 vector (384 floats).
+    `text` is the last user message of the request, in full (not the window); `embedding`
+    is the shared all-MiniLM-L6-v2 vector (384 floats) of `embedder.query_window(text)`,
+    the one the gateway computes once per request for the cache, the router and RAG.
     """
 
     def __init__(
         self,
-        model: Ensemble,
+        model: StackedModel,
         calibration: Calibration,
         seen: U64 | None = None,
         meta: dict[str, Any] | None = None,

@@ -87,10 +87,10 @@ def _load_router(path: Path | None) -> Any:
 
 
 def _embed(prompts: list[str], cache_dir: Path | None, batch_size: int) -> np.ndarray:
-    from router.embeddings import embed_texts
+    from router.embeddings import embed_prompts
 
     with _progress("embedding", len(prompts)) as advance:
-        return embed_texts(
+        return embed_prompts(
             prompts, _make_embedder, cache_dir=cache_dir, batch_size=batch_size, progress=advance
         )
 
@@ -139,10 +139,10 @@ def train(
         )
     names = [d["file"] for d in meta["data"]]
     typer.echo("cross-validated APGR on the train part (out-of-fold):")
-    typer.echo(f"  {'candidate':<12}" + "".join(f"{n:>24}" for n in names))
+    typer.echo(f"  {'candidate':<40}" + "".join(f"{n:>24}" for n in names))
     for name, vals in result.cv.items():
-        typer.echo(f"  {name:<12}" + "".join(f"{v:>24.4f}" for v in vals))
-    typer.echo(f"ensemble weights: {result.weights}")
+        typer.echo(f"  {name:<40}" + "".join(f"{v:>24.4f}" for v in vals))
+    typer.echo(f"chosen head: {result.head.name}")
     typer.echo(f"saved {Path(out).with_suffix('.npz')} and {Path(out).with_suffix('.json')}")
 
 
@@ -268,6 +268,28 @@ def eval_(
     scores = rt.score_many(table.prompts, embeddings)
     pols = policies_from_config(_read_policies(policies), rt.calibration)
     _print_report(evaluate_scores(table, scores, pols), by_source)
+
+
+@app.command(epilog="Example: frugate router sanity --router router/artifacts/default.npz")
+def sanity(
+    router_path: RouterOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Score hand-written prompts outside the training benchmarks (easy vs hard) and print
+    the ordering: a router that generalises scores the hard ones higher."""
+    from router.sanity import SANITY_LISTS, order_accuracy
+
+    rt = _load_router(router_path)
+    for name, (easy, hard) in SANITY_LISTS.items():
+        prompts = [*easy, *hard]
+        scores = rt.score_many(prompts, _embed(prompts, _cache(cache_dir), 64))
+        typer.echo(f"{name}:")
+        ranked = sorted(zip(scores, prompts, strict=True), key=lambda sp: -sp[0])
+        for s, p in ranked:
+            kind = "hard" if p in hard else "easy"
+            typer.echo(f"  {s:+.3f}  {kind:<4}  {p[:80]!r}")
+        acc = order_accuracy(scores[: len(easy)], scores[len(easy) :])
+        typer.echo(f"  pairs ordered hard > easy: {acc:.2f} (0.5 = chance)\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     finally:
         mp.undo()
     assert res.exit_code == 0, res.output
-    assert "ensemble" in res.output
+    assert "stacked" in res.output
     return tmp / "r.npz", a
 
 
