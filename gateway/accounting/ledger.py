@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.storage.models import DailyRollup, LedgerEntry
 
 log = logging.getLogger("frugate.ledger")
-CHUNK_ROWS = 100
+CHUNK_ROWS = 25
 
 
 @dataclass(slots=True)
