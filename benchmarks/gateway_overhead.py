@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pinning: {lay.describe()}; load average {load_before[0]:.2f}", file=sys.stderr)
     with cli.run_dir(args.run_dir) as rd, cli.closing_all() as started:
         bodies = write_bodies(rd)
-        upstream = start_upstream(args.upstream, rd, lay.load, args.tokens)
+        upstream = start_upstream(args.upstream, rd, lay.load, args.tokens, args.sim_profile)
         started.append(upstream)
         print("starting frugate ...", file=sys.stderr)
         gateway = start_frugate(rd, upstream.base, lay.gateway)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     litellm_note = ""
     with cli.run_dir(args.run_dir) as rd, cli.closing_all() as started:
         bodies = write_bodies(rd)
-        upstream = start_upstream(args.upstream, rd, lay.load, args.tokens)
+        upstream = start_upstream(args.upstream, rd, lay.load, args.tokens, args.sim_profile)
         started.append(upstream)
         print("starting frugate ...", file=sys.stderr)
         frugate = start_frugate(rd, upstream.base, lay.gateway)

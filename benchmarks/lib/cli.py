@@ -37,6 +37,9 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--upstream", choices=["fixed", "sim"], default="fixed",
                     help="fixed: benchmarks/lib/upstream.py (default); sim: the vLLM simulator")
     ap.add_argument("--tokens", type=int, default=16, help="completion tokens per answer")
+    ap.add_argument("--sim-profile", default="fast",
+                    help="simulator profile with --upstream sim (e.g. realistic-small: the "
+                         "gateway in front of a model server with real latencies)")
     ap.add_argument("--gateway-cpus", default=None,
                     help="CPUs for the gateway(s), e.g. 0 (default: the first CPU)")
     ap.add_argument("--load-cpus", default=None,

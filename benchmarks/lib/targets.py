@@ -39,8 +39,8 @@ class Unavailable(RuntimeError):
 
 
 def start_upstream(kind: str, run_dir: Path, cpus: Sequence[int] | None,
-                   tokens: int) -> Target:
-    """`fixed`: benchmarks/lib/upstream.py; `sim`: the vLLM simulator, profile fast."""
+                   tokens: int, sim_profile: str = "fast") -> Target:
+    """`fixed`: benchmarks/lib/upstream.py; `sim`: the vLLM simulator (`sim_profile`)."""
     if kind == "fixed":
         port = free_port()
         proc = Proc("upstream", python_module("benchmarks.lib.upstream", "--port", str(port),
@@ -53,7 +53,8 @@ def start_upstream(kind: str, run_dir: Path, cpus: Sequence[int] | None,
     if kind == "sim":
         from workers.sim.process import SimServer
 
-        sim = SimServer(model=MODEL, profile="fast", output_tokens=(tokens, tokens), seed=1)
+        sim = SimServer(model=MODEL, profile=sim_profile, output_tokens=(tokens, tokens),
+                        seed=1)
         with pinned(cpus):
             sim.start()
         pid = sim.process.pid if sim.process is not None else None
