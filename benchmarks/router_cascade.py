@@ -32,9 +32,9 @@ DATA = [
 
 def _router_scores(r: router.Router, table: router.OutcomeTable) -> np.ndarray:
     from embedder import MiniLMEmbedder
-    from router.embeddings import embed_texts
+    from router.embeddings import embed_prompts
 
-    emb = embed_texts(table.prompts, MiniLMEmbedder, cache_dir=Path(".cache/router"))
+    emb = embed_prompts(table.prompts, MiniLMEmbedder, cache_dir=Path(".cache/router"))
     return r.score_many(table.prompts, emb)
 
 

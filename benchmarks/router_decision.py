@@ -1,7 +1,8 @@
-"""Router decision latency: score (features + ensemble) + policy.decide, per request.
+"""Router decision latency: score (features + blocks + tree heads) + policy.decide, per request.
 
 The shared embedding is computed before the timer starts (the gateway computes it once per
-request for the cache, the router and RAG); this measures what routing adds on top.
+request for the cache, the router and RAG); this measures what routing adds on top. The
+embedding's window (`embedder.query_window`, run before embedding) is timed on its own line.
 
     python benchmarks/router_decision.py [--n 2000] [--data /work/shared/data/routing/mmlu.csv ...]
 """
@@ -35,9 +36,9 @@ def _prompts(paths: list[Path], n: int) -> list[str]:
 def _embeddings(prompts: list[str], real: bool) -> np.ndarray:
     if real:
         from embedder import MiniLMEmbedder
-        from router.embeddings import embed_texts
+        from router.embeddings import embed_prompts
 
-        return embed_texts(prompts, MiniLMEmbedder, cache_dir=Path(".cache/router"))
+        return embed_prompts(prompts, MiniLMEmbedder, cache_dir=Path(".cache/router"))
     rng = np.random.default_rng(0)
     e = rng.normal(size=(len(prompts), 384)).astype(np.float32)
     return e / np.linalg.norm(e, axis=1, keepdims=True)
@@ -64,31 +65,43 @@ def main() -> None:
     for p, e in zip(prompts[:50], embs[:50], strict=True):  # warm-up
         policy.decide(r.score(p, e))
 
+    from embedder import query_window
+
+    query_window("warm up the tokenizer")
+    model = r.model
     total: list[float] = []
-    parts: dict[str, list[float]] = {"features": []}
-    parts.update({name: [] for name in r.model.names})
+    parts: dict[str, list[float]] = {"query_window (before embedding)": [], "features": []}
+    parts.update({f"block {name}": [] for name in model.names})
+    parts["tree heads"] = []
     for p, e in zip(prompts, embs, strict=True):
         t = time.perf_counter_ns()
         s = r.score(p, e)
         policy.decide(s, prompt_tokens=len(p) // 4, max_tokens=256, small_ctx=8192)
         total.append(time.perf_counter_ns() - t)
         t = time.perf_counter_ns()
+        query_window(p)
+        parts["query_window (before embedding)"].append(time.perf_counter_ns() - t)
+        t = time.perf_counter_ns()
         x = make_inputs(p, e)
         parts["features"].append(time.perf_counter_ns() - t)
-        for name, comp in zip(r.model.names, r.model.components, strict=True):
+        for name, block in zip(model.names, model.blocks, strict=True):
             t = time.perf_counter_ns()
-            comp.score(x)
-            parts[name].append(time.perf_counter_ns() - t)
+            block.transform([x])
+            parts[f"block {name}"].append(time.perf_counter_ns() - t)
+        level_one = model.level_one([x])[0]
+        t = time.perf_counter_ns()
+        model.gain_one(level_one)
+        parts["tree heads"].append(time.perf_counter_ns() - t)
 
     chars = np.array([len(p) for p in prompts])
-    print(f"router artifact load: {load_ms:.0f} ms; components: {', '.join(r.model.names)}")
+    print(f"router artifact load: {load_ms:.0f} ms; blocks: {', '.join(r.model.names)}")
     print(
         f"prompts: {len(prompts)} (chars p50 {np.median(chars):.0f}, p99 "
         f"{np.percentile(chars, 99):.0f})"
     )
-    print(f"score + decide        {_pct(total)}")
+    print(f"score + decide                     {_pct(total)}")
     for name, xs in parts.items():
-        print(f"  {name:<19} {_pct(xs)}")
+        print(f"  {name:<32} {_pct(xs)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Runtime surface (numpy only; no torch or sklearn import):
 
     router = load_default()                      # the shipped artifact
     score = router.score(text, embedding)        # higher = more need for the large model
+    # text: the last user message, in full; embedding: the shared MiniLM vector of
+    # embedder.query_window(text) (the one the gateway computes once per request)
     auto = router.policy("auto", "small", "large", large_share=0.3)
     decision = auto.decide(score, prompt_tokens=812, max_tokens=256, small_ctx=8192)
     decision.pool, decision.reason

@@ -23,6 +23,7 @@ few arrays, saved to and loaded from an `.npz` without pickle.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
@@ -73,12 +74,13 @@ class Inputs:
 
 def make_inputs(text: str, embedding: npt.ArrayLike) -> Inputs:
     emb = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    free = is_free_form(text)
     return Inputs(
         embedding=emb,
         features=text_features(text),
         terms=terms(text),
-        prior=prior_gain(text),
-        free_form=is_free_form(text),
+        prior=prior_gain(text) if free else 0.0,  # only free-form prompts use it
+        free_form=free,
     )
 
 
@@ -306,7 +308,21 @@ class StackedModel:
     def model_scores(self, xs: list[Inputs]) -> Floats:
         """The trees' score alone (no prior)."""
         x = self.level_one(xs)
+        if len(xs) == 1:  # the request path: one row, both heads in one walk
+            return np.array([self.gain_one(x[0])])
         return self.large_head.proba(x) - self.small_head.proba(x)
+
+    @functools.cached_property
+    def _both_heads(self) -> TreeEnsemble:
+        return TreeEnsemble.concat(self.small_head, self.large_head)
+
+    def gain_one(self, row: Floats) -> float:
+        """P(large ok) - P(small ok) for one row of level-one columns."""
+        leaves = self._both_heads.leaves_one(row)
+        n = self.small_head.roots.size
+        small = float(leaves[:n].sum()) + self.small_head.baseline
+        large = float(leaves[n:].sum()) + self.large_head.baseline
+        return 1.0 / (1.0 + math.exp(-large)) - 1.0 / (1.0 + math.exp(-small))
 
     def with_prior(self, scores: Floats, xs: list[Inputs]) -> Floats:
         free = np.fromiter((x.free_form for x in xs), dtype=bool, count=len(xs))

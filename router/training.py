@@ -147,7 +147,7 @@ def prepare(tables: Sequence[OutcomeTable], embeddings: Sequence[F32]) -> Prepar
         large=np.concatenate([t.large for t in tables]),
         topics=[s for t in tables for s in (t.sources or [""] * len(t))],
         table_ids=np.concatenate([np.full(len(t), i, dtype=np.intp) for i, t in enumerate(tables)]),
-        prior=np.array([prior_gain(p) for p in prompts]),
+        prior=np.array([prior_gain(p) if is_free_form(p) else 0.0 for p in prompts]),
         free_form=np.array([is_free_form(p) for p in prompts], dtype=bool),
     )
 

@@ -8,6 +8,7 @@ tree is done. A few hundred shallow trees cost tens of microseconds per row.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,33 @@ class TreeEnsemble:
             go_left = x[rows, self.feature[nodes]] <= self.threshold[nodes]
             nodes = np.where(go_left, self.left[nodes], self.right[nodes])
         return np.asarray(self.value[nodes].sum(axis=1) + self.baseline, dtype=np.float64)
+
+    def leaves_one(self, row: Floats) -> Floats:
+        """Each tree's leaf value for one row (n_features,): the same walk, on 1-d arrays."""
+        nodes = self.roots
+        for _ in range(self.depth):
+            go_left = row[self.feature[nodes]] <= self.threshold[nodes]
+            nodes = np.where(go_left, self.left[nodes], self.right[nodes])
+        return np.asarray(self.value[nodes])
+
+    def proba_one(self, row: Floats) -> float:
+        return 1.0 / (1.0 + math.exp(-(float(self.leaves_one(row).sum()) + self.baseline)))
+
+    @staticmethod
+    def concat(a: TreeEnsemble, b: TreeEnsemble) -> TreeEnsemble:
+        """Both ensembles' trees in one (baseline 0): walk them together, split the leaves
+        at `a.roots.size`."""
+        shift = np.int32(a.feature.size)
+        return TreeEnsemble(
+            feature=np.concatenate([a.feature, b.feature]),
+            threshold=np.concatenate([a.threshold, b.threshold]),
+            left=np.concatenate([a.left, b.left + shift]),
+            right=np.concatenate([a.right, b.right + shift]),
+            value=np.concatenate([a.value, b.value]),
+            roots=np.concatenate([a.roots, b.roots + shift]),
+            baseline=0.0,
+            depth=max(a.depth, b.depth),
+        )
 
     def proba(self, x: Floats) -> Floats:
         return np.asarray(1.0 / (1.0 + np.exp(-self.logits(x))), dtype=np.float64)
