@@ -25,7 +25,7 @@ from gateway.errors import AuthenticationFailed
 from gateway.protocol.admin import BudgetOut
 from gateway.routes.admin import budget_out, require_master
 from gateway.routes.common import StateDep
-from gateway.routes.usage import FromQ, PrincipalDep, ToQ, bearer_scheme
+from gateway.routes.usage import FromQ, PrincipalDep, ToQ, bearer_scheme, catch_up
 from gateway.state import State
 from gateway.storage.models import LedgerEntry, Team, Tenant
 from gateway.tenancy import admin, authenticate, authenticate_master
@@ -152,6 +152,7 @@ async def routing_split(state: State, q: ReportQuery) -> RoutingOut:
             where.append(col == value)
     stmt = (select(t.pool, func.count().label("requests"), routed.label("routed"))
             .where(*where).group_by(t.pool).order_by(t.pool))
+    await catch_up(state)
     async with state.sessions() as s:
         found = (await s.execute(stmt)).all()
     base = state.meter.baseline_pool

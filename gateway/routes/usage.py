@@ -7,6 +7,7 @@ is forced to the caller's team, and feedback is accepted only for the team's own
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -28,6 +29,8 @@ from gateway.errors import NotFound
 from gateway.protocol.admin import FeedbackIn, FeedbackOut, UsageReport, UsageRow
 from gateway.routes.common import StateDep
 from gateway.state import State
+
+log = logging.getLogger(__name__)
 from gateway.storage.models import Feedback
 from gateway.tenancy import Principal, authenticate
 
@@ -59,6 +62,7 @@ def report_query(from_: str | None, to: str | None, group_by: str | None, *,
 
 
 async def render_report(state: State, q: ReportQuery, fmt: Format) -> Response | UsageReport:
+    await catch_up(state)
     async with state.sessions() as s:
         report = await usage_report(s, q)
     if fmt == "csv":
@@ -97,6 +101,18 @@ async def feedback(body: FeedbackIn, state: StateDep, principal: PrincipalDep) -
     async with state.sessions() as s, s.begin():
         s.add(row)
     return FeedbackOut.model_validate(row)
+
+
+async def catch_up(state: State) -> None:
+    """Read-your-writes for reports: write this replica's buffered ledger rows (and, with Redis,
+    what the stream holds) before querying. Best effort: a database outage still answers."""
+    try:
+        if state.ledger.buffer:
+            await asyncio.wait_for(state.ledger.flush(), timeout=2)
+        if state.ledger_consumer is not None:
+            await asyncio.wait_for(state.ledger_consumer.drain(), timeout=2)
+    except Exception as exc:  # noqa: BLE001 - the report still answers from what is written
+        log.warning("report catch-up skipped: %s", exc)
 
 
 async def _team_of(state: State, request_id: str) -> str | None:

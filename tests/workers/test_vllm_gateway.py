@@ -106,7 +106,9 @@ def test_stream_usage_is_vllms_and_only_shown_when_asked(
     assert with_usage[-1].usage is not None and with_usage[-1].usage.completion_tokens == 8
 
 
-def test_vllm_errors_come_back_in_openai_shape(client: openai.OpenAI) -> None:
+def test_vllm_errors_come_back_in_openai_shape(client: openai.OpenAI,
+                                              vllm_server: VLLMServer) -> None:
+    context = vllm_server.max_model_len
     with pytest.raises(openai.BadRequestError) as bad:  # vLLM refuses it, the gateway passes it
         client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4,
                                        extra_body={"top_k": -5})
@@ -117,17 +119,19 @@ def test_vllm_errors_come_back_in_openai_shape(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="misnamed", messages=MESSAGES, max_tokens=4)
     assert missing.value.status_code == 404
     with pytest.raises(openai.BadRequestError) as too_many:  # vLLM: max_tokens > context
-        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5000)
+        client.chat.completions.create(model="tiny", messages=MESSAGES,
+                                       max_tokens=context + 1)
     assert too_many.value.param == "max_tokens"
     with pytest.raises(openai.BadRequestError) as long:  # prompt beyond the context (gateway)
         client.chat.completions.create(model="tiny", max_tokens=4, messages=[
-            {"role": "user", "content": "word " * 4000}])
+            {"role": "user", "content": "word " * (context + 50)}])
     assert long.value.code == "context_length_exceeded"
 
 
 def test_client_disconnect_aborts_in_vllm_and_is_billed(
         gw: GatewayServer, key: str, vllm_server: VLLMServer) -> None:
-    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 900, "ignore_eos": True,
+    limit = vllm_server.max_model_len - 100  # nearly the whole context: it decodes fast
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": limit, "ignore_eos": True,
             "stream": True}
     with httpx.Client(timeout=60) as http, http.stream(
             "POST", gw.base_url + "/chat/completions", json=body,
@@ -148,7 +152,7 @@ def test_client_disconnect_aborts_in_vllm_and_is_billed(
     row = _ledger_row(gw, rid)
     assert row.status == "client_aborted"
     assert row.prompt_tokens == _tokenize(vllm_server, messages=MESSAGES)
-    assert 0 < row.completion_tokens < 900  # what was streamed, counted by vLLM's tokenizer
+    assert 0 < row.completion_tokens < limit  # what was streamed, counted by vLLM's tokenizer
 
 
 def test_replica_metrics_and_speculation_are_scraped(
