@@ -2,7 +2,7 @@
 
     1 authenticate   virtual key -> Principal (in-memory directory, no SQL)
     2 admit          one atomic step: RPM/TPM windows + budget hold on key, team and tenant
-    3 embed          the last user turn, once, only when a later stage needs it
+    3 embed          the last user turn (both ends if long), once, when a later stage needs it
     4 retrieve       RAG, if asked: top-k chunks of the tenant's collection
     5 ground         RAG: a grounding message with numbered sources joins the prompt
     6 cache          exact, then semantic lookup in the caller's scope (key includes chunk ids)
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from embedder.window import query_window
 from gateway.accounting.ledger import Record
 from gateway.catalog import Target
 from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
@@ -145,7 +146,9 @@ class Pipeline:
         """The request's one embedding, computed on first use and shared by every stage."""
         if job.vector is None:
             with job.call.trace.stage("embed"):
-                job.vector = await self.s.embedder.embed_one(job.query_text)
+                # The window keeps a long prompt's end (its question); the router was trained
+                # on exactly this text, and short texts come back unchanged.
+                job.vector = await self.s.embedder.embed_one(query_window(job.query_text))
         return job.vector
 
     async def _cached(self, job: Job) -> Any:

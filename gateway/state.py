@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from embedder import BatchingEmbedder, Embedder
+from embedder.window import default_window
 from gateway.accounting.admission import Admission
 from gateway.accounting.ledger import BatchWriter
 from gateway.accounting.ledger_stream import LedgerConsumer
@@ -153,6 +154,7 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
         from embedder import MiniLMEmbedder
 
         embedder = await asyncio.to_thread(MiniLMEmbedder)
+    await asyncio.to_thread(default_window)  # its tokenizer, loaded before the first request
     state = State(settings, engine, sessions, directory, pools, catalog, admission, ledger,
                   meter, monitor, metrics, BatchingEmbedder(embedder), redis=redis,
                   ledger_consumer=consumer)

@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from embedder.window import query_window
 from tests.gateway.harness import GatewayServer, pool, settings_for
 from workers.sim.process import SimServer
 
@@ -54,8 +55,6 @@ def test_auto_routes_and_records_the_decision(routed: tuple[GatewayServer, Any])
     key = gw.make_key(tenant="r1")
     raw = _ask(gw, key, "always-large", "What is 2+2?")
     assert raw.headers["x-frugate-route"] == "large"
-    assert float(raw.headers["x-frugate-route-score"]) == pytest.approx(
-        float(raw.headers["x-frugate-route-score"]))
     raw = _ask(gw, key, "always-small", "Prove that there are infinitely many primes.")
     assert raw.headers["x-frugate-route"] == "small"
     gw.call(gw.state.ledger.flush())
@@ -67,6 +66,24 @@ def test_auto_routes_and_records_the_decision(routed: tuple[GatewayServer, Any])
     # Routing to small saved money against the all-large baseline, and the ledger says so.
     small_row = next(r for r in rows if r["route_decision"].startswith("always-small"))
     assert small_row["baseline_micros"] > small_row["cost_micros"]
+
+
+def test_a_long_prompt_is_scored_on_its_query_window(
+        embedder: Any, routed: tuple[GatewayServer, Any]) -> None:
+    """The router was trained on embeddings of `query_window(prompt)`; the gateway must embed
+    the same text, or a few-shot prompt is scored on its first examples only."""
+    gw, _ = routed
+    shots = "\n\n".join(f"Question: What is {i} + {i}?\nAnswer: {2 * i}" for i in range(60))
+    text = shots + "\n\nQuestion: Explain why the halting problem is undecidable.\nAnswer:"
+    window = query_window(text)
+    assert window != text  # long enough to be cut
+    raw = _ask(gw, gw.make_key(tenant="r-window"), "auto", text, extra_body={
+        "frugate": {"cache": "bypass"}})
+    got = float(raw.headers["x-frugate-route-score"])
+    want = gw.state.routing.router.score(text, embedder.embed([window])[0])
+    head_only = gw.state.routing.router.score(text, embedder.embed([text])[0])
+    assert got == pytest.approx(want, abs=1e-3)
+    assert abs(head_only - want) > 1e-3  # the check above can tell the two apart
 
 
 def test_auto_sends_a_minority_of_exam_questions_to_large(

@@ -59,7 +59,8 @@ def test_tokenize_counts_match_chat_usage(client: openai.OpenAI, vllm_server: VL
     plain = httpx.post(url, json={"model": vllm_server.model, "prompt": "Hello world"}).json()
     # The MiniLM WordPiece tokenizer wraps a raw prompt in [CLS] ... [SEP].
     assert plain["tokens"][0] == 101 and plain["tokens"][-1] == 102
-    assert plain["count"] == len(plain["tokens"]) and plain["max_model_len"] == vllm_server.max_model_len
+    assert plain["count"] == len(plain["tokens"])
+    assert plain["max_model_len"] == vllm_server.max_model_len
     chat = httpx.post(url, json={"model": vllm_server.model, "messages": MESSAGES}).json()
     done = client.chat.completions.create(model=vllm_server.model, messages=MESSAGES,
                                           max_tokens=2)
