@@ -18,6 +18,9 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import uvloop
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -80,9 +83,23 @@ async def _measure(name: str, admission: Admission, n: int) -> dict[str, float]:
     return out
 
 
+async def _ping_floor(client: Any, n: int) -> float:
+    """p50 of one bare PING: the floor of any one-round-trip step on this machine."""
+    for _ in range(200):
+        await client.ping()
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await client.ping()
+        lat.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(lat)
+
+
 async def main_async(n: int, redis_url: str) -> int:
     await _measure("memory", MemoryAdmission(), n)
     client = connect_redis(redis_url)
+    print(f"redis    PING round trip p50 {await _ping_floor(client, n):.3f} ms (floor: admission "
+          "and settlement are one round trip each)")
     prefix = "fgbench-" + secrets.token_hex(3)
     try:
         out = await _measure("redis", RedisAdmission(client, prefix=prefix), n)
@@ -101,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = ap.parse_args(argv)
-    return asyncio.run(main_async(args.n, args.redis))
+    # The gateway runs on uvloop (uvicorn's default when installed); so does this.
+    return uvloop.run(main_async(args.n, args.redis))
 
 
 if __name__ == "__main__":
