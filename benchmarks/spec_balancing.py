@@ -67,12 +67,13 @@ def _settings(spec: list[SimServer], plain: list[SimServer], limit: int, data: P
 
 
 async def _load(base: str, key: str, pool: str, concurrency: int,
-                duration: float) -> dict[str, float]:
+                duration: float) -> dict[str, Any]:
     body = {"model": pool, "stream": True, "max_tokens": OUTPUT_TOKENS,
             "min_tokens": OUTPUT_TOKENS, "messages": [{"role": "user", "content": "Go on."}]}
     latencies: list[float] = []
     ttfts: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}  # what each error was: status + body head, or the exception
     deadline = time.monotonic() + duration
     limits = httpx.Limits(max_connections=concurrency + 8)
     async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits,
@@ -83,23 +84,28 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
             while time.monotonic() < deadline:
                 t0 = time.monotonic()
                 first = None
+                kind = ""
                 try:
                     async with client.stream("POST", "/chat/completions", json=body) as r:
-                        async for _ in r.aiter_raw():
+                        head = b""
+                        async for chunk in r.aiter_raw():
                             if first is None:
                                 first = time.monotonic() - t0
-                        ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if not ok:
+                                head = chunk[:160]
+                        if r.status_code != 200:
+                            kind = f"{r.status_code} {head.decode(errors='replace')}"
+                except httpx.HTTPError as exc:
+                    kind = f"{type(exc).__name__}: {exc}"[:160]
+                if kind:
                     errors += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
                     continue
                 latencies.append(time.monotonic() - t0)
                 ttfts.append(first or 0.0)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     q = statistics.quantiles
-    return {"requests": len(latencies), "errors": errors,
+    return {"requests": len(latencies), "errors": errors, "error_kinds": kinds,
             "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * q(latencies, n=100)[98] if len(latencies) > 1 else 0.0,
             "ttft_p50_ms": 1000 * statistics.median(ttfts),
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                     r = lg.submit(_load_sync, gw.base_url, key, pool, c, args.duration).result()
                     results.append({"concurrency": c, "pool": pool, **r})
                     print(f"c={c:<4} {pool:<11} {r['requests']:>6} req  p50 {r['p50_ms']:8.1f} ms"
-                          f"  p99 {r['p99_ms']:8.1f} ms  ttft p50 {r['ttft_p50_ms']:7.1f} ms",
+                          f"  p99 {r['p99_ms']:8.1f} ms  ttft p50 {r['ttft_p50_ms']:7.1f} ms"
+                          f"{'  errors: ' + str(r['error_kinds']) if r['errors'] else ''}",
                           file=sys.stderr)
     finally:
         for s in spec + plain:
