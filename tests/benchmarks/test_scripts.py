@@ -64,3 +64,20 @@ def test_litellm_compare_with_litellm(tmp_path: Path) -> None:
     litellm = [r for r in rows if r["target"] == "litellm"]
     assert len(litellm) == 2 and all(r["ok"] and r["rps"] > 0 for r in litellm)
     assert "RPS frugate/litellm" in out.stdout
+
+
+def test_spec_balancing_measures_the_replicas(tmp_path: Path) -> None:
+    """Every pool's requests reach a simulated replica (64 tokens at ~25 ms each, ~0.4 s at
+    best with speculation), never a cache replay or an error."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.spec_balancing", "--loads", "2",
+                          "--duration", "3", "--json", str(tmp_path / "s.json")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                         check=False)
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: aware missed (noise at c=2)
+    cells = {r["pool"]: r for r in json.loads((tmp_path / "s.json").read_text())}
+    assert set(cells) == {"spec-only", "plain-only", "blind", "aware"}
+    for pool, r in cells.items():
+        assert r["errors"] == 0 and r["requests"] > 0, (pool, r)
+        assert r["p50_ms"] > 300, (pool, r)
+    # The plain replicas decode every token themselves: slower than the speculating ones.
+    assert cells["plain-only"]["p50_ms"] > cells["spec-only"]["p50_ms"]
