@@ -135,6 +135,14 @@ class Monitor:
         try:
             resp = await self._client.get(replica.url + "/health", headers=_auth(pool))
             ok = resp.status_code == 200
+            replica.slow_probes = 0
+        except httpx.TimeoutException:
+            # A busy server (a long prefill on a CPU, a GC pause) answers late: eject only after
+            # `eject_after_failures` slow probes in a row. A refusal or an error status is final.
+            replica.slow_probes += 1
+            if replica.slow_probes < self.settings.eject_after_failures:
+                return  # neither ejects nor readmits
+            ok = False
         except httpx.HTTPError:
             ok = False
         if ok and not replica.available():

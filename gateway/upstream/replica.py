@@ -32,6 +32,7 @@ class Replica:
     scraped_at: float = 0.0
     # Active health: False from a failed /health probe until one passes.
     health_ok: bool = True
+    slow_probes: int = 0  # health probes in a row that timed out
     # Circuit breaker (passive): ejected until `ejected_until`, then tried again.
     failures: int = 0
     ejections: int = 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import pytest
 
 from gateway.config import Pool as PoolConfig
-from gateway.upstream.monitor import SpeculationWatch, apply_metrics, parse_metrics
+from gateway.config import Upstream as UpstreamSettings
+from gateway.upstream.monitor import Monitor, SpeculationWatch, apply_metrics, parse_metrics
 from gateway.upstream.pool import Pool
 
 METRICS = """# HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -59,3 +62,40 @@ def test_acceptance_collapse_is_logged_once_then_recovery(caplog: pytest.LogCapt
     assert watch.collapsed
     scrape(5000, 2400)
     assert not watch.collapsed and any("recovered" in m for m in caplog.messages)
+
+
+async def test_slow_health_probes_eject_only_in_a_row_but_an_error_at_once() -> None:
+    """A busy replica that answers /health late keeps serving until `eject_after_failures`
+    probes in a row time out; a 503 from /health ejects at once; a good probe readmits."""
+    mode = {"health": "slow"}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if mode["health"] == "slow":
+            await asyncio.sleep(3)  # past the monitor's 2 s probe timeout
+        status = b"503 Service Unavailable" if mode["health"] == "error" else b"200 OK"
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(PoolConfig(name="p", model="m", replicas=[f"http://127.0.0.1:{port}"]))
+    replica = pool.replicas[0]
+    monitor = Monitor([pool], UpstreamSettings(eject_after_failures=2))
+    try:
+        await monitor.check_health()  # one slow probe: still serving
+        assert replica.available() and replica.slow_probes == 1
+        await monitor.check_health()  # two in a row: out
+        assert not replica.available()
+        mode["health"] = "ok"
+        await monitor.check_health()
+        assert replica.available() and replica.slow_probes == 0
+        mode["health"] = "error"
+        await monitor.check_health()
+        assert not replica.available()
+    finally:
+        await monitor.stop()
+        server.close()
+        await server.wait_closed()
