@@ -68,16 +68,25 @@ async def test_slow_health_probes_eject_only_in_a_row_but_an_error_at_once() -> 
     """A busy replica that answers /health late keeps serving until `eject_after_failures`
     probes in a row time out; a 503 from /health ejects at once; a good probe readmits."""
     mode = {"health": "slow"}
+    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        if mode["health"] == "slow":
-            await asyncio.sleep(3)  # past the monitor's 2 s probe timeout
-        status = b"503 Service Unavailable" if mode["health"] == "error" else b"200 OK"
-        with contextlib.suppress(ConnectionError):
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if mode["health"] == "slow":
+                await asyncio.sleep(3)  # past the monitor's 2 s probe timeout
+            status = b"503 Service Unavailable" if mode["health"] == "error" else b"200 OK"
             writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
-        writer.close()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -98,4 +107,7 @@ async def test_slow_health_probes_eject_only_in_a_row_but_an_error_at_once() -> 
     finally:
         await monitor.stop()
         server.close()
+        for task in handlers:  # a slow handler may still be sleeping: no writer outlives the loop
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
