@@ -5,7 +5,7 @@
 Hardware: two replicas that run speculative decoding and two that do not (the simulator's
 `realistic-large` cost model: speculation is ~2x faster per token at batch 1, even at batch
 ~64 and slower beyond — the shape vLLM reports for draft models). One gateway exposes them as
-three pools over the same replicas:
+four pools over the same replicas:
     spec-only   all traffic to the speculating replicas   (fixed choice 1)
     plain-only  all traffic to the other two              (fixed choice 2)
     blind       all four, power-of-two-choices ignoring speculation (the same hardware as
@@ -72,7 +72,6 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
             "min_tokens": OUTPUT_TOKENS, "messages": [{"role": "user", "content": "Go on."}]}
     latencies: list[float] = []
     ttfts: list[float] = []
-    errors = 0
     kinds: dict[str, int] = {}  # what each error was: status + body head, or the exception
     deadline = time.monotonic() + duration
     limits = httpx.Limits(max_connections=concurrency + 8)
@@ -80,7 +79,6 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
                                  headers={"authorization": f"Bearer {key}"}) as client:
 
         async def worker() -> None:
-            nonlocal errors
             while time.monotonic() < deadline:
                 t0 = time.monotonic()
                 first = None
@@ -97,7 +95,6 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
                 except httpx.HTTPError as exc:
                     kind = f"{type(exc).__name__}: {exc}"[:160]
                 if kind:
-                    errors += 1
                     kinds[kind] = kinds.get(kind, 0) + 1
                     continue
                 latencies.append(time.monotonic() - t0)
@@ -105,7 +102,7 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     q = statistics.quantiles
-    return {"requests": len(latencies), "errors": errors, "error_kinds": kinds,
+    return {"requests": len(latencies), "errors": sum(kinds.values()), "error_kinds": kinds,
             "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * q(latencies, n=100)[98] if len(latencies) > 1 else 0.0,
             "ttft_p50_ms": 1000 * statistics.median(ttfts),
@@ -113,7 +110,7 @@ async def _load(base: str, key: str, pool: str, concurrency: int,
 
 
 def _load_sync(base: str, key: str, pool: str, concurrency: int,
-               duration: float) -> dict[str, float]:
+               duration: float) -> dict[str, Any]:
     return asyncio.run(_load(base, key, pool, concurrency, duration))
 
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from embedder.base import Embedder, Vectors
+from embedder.window import query_window
 
 
 class BatchingEmbedder:
@@ -31,6 +32,11 @@ class BatchingEmbedder:
         """Embed a list off the event loop, on the same thread as the micro-batches."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.inner.embed, texts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """The vector of a request's text: `query_window(text)`, the text the router was trained
+        on (short texts come back unchanged, so the cache and RAG see the usual vectors)."""
+        return await self.embed_one(query_window(text))
 
     async def embed_one(self, text: str) -> np.ndarray:
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()

@@ -32,7 +32,6 @@ from cache import (
     request_keys,
     sse_chunks,
 )
-from embedder.window import query_window
 from gateway.config import Cache as CacheSettings
 from gateway.errors import InvalidRequest
 from gateway.responses import JSONBytes
@@ -156,7 +155,7 @@ class Caching:
         try:
             vector = job.vector
             if vector is None and st.elig.semantic and st.keys.text:
-                vector = await self.embedder.embed_one(query_window(job.query_text))
+                vector = await self.embedder.embed_query(job.query_text)
             await self.cache.put(st.keys, payload, vector, ttl_s=st.elig.ttl_s)
         except Exception:
             log.exception("cache store failed")

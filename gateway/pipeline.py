@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from embedder.window import query_window
 from gateway.accounting.ledger import Record
 from gateway.catalog import Target
 from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
@@ -146,9 +145,7 @@ class Pipeline:
         """The request's one embedding, computed on first use and shared by every stage."""
         if job.vector is None:
             with job.call.trace.stage("embed"):
-                # The window keeps a long prompt's end (its question); the router was trained
-                # on exactly this text, and short texts come back unchanged.
-                job.vector = await self.s.embedder.embed_one(query_window(job.query_text))
+                job.vector = await self.s.embedder.embed_query(job.query_text)
         return job.vector
 
     async def _cached(self, job: Job) -> Any:

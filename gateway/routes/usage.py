@@ -105,12 +105,13 @@ async def feedback(body: FeedbackIn, state: StateDep, principal: PrincipalDep) -
 
 async def catch_up(state: State) -> None:
     """Read-your-writes for reports: write this replica's buffered ledger rows (and, with Redis,
-    what the stream holds) before querying. Best effort: a database outage still answers."""
+    what the stream holds) before querying. Best effort: a database outage still answers.
+    Shielded: a timeout stops the wait, never a write mid-transaction."""
     try:
         if state.ledger.buffer:
-            await asyncio.wait_for(state.ledger.flush(), timeout=2)
+            await asyncio.wait_for(asyncio.shield(state.ledger.flush()), timeout=2)
         if state.ledger_consumer is not None:
-            await asyncio.wait_for(state.ledger_consumer.drain(), timeout=2)
+            await asyncio.wait_for(asyncio.shield(state.ledger_consumer.drain()), timeout=2)
     except Exception as exc:  # the report still answers from what is written
         log.warning("report catch-up skipped: %s", exc)
 
