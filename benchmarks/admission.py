@@ -3,9 +3,13 @@
     python -m benchmarks.admission [--n 5000] [--redis redis://127.0.0.1:6379/0]
 
 One request's accounting = `Meter.admit` (RPM/TPM windows + budget holds on key, team and
-tenant: one Lua script, one round trip) + `Meter.settle` (hold -> actual cost + the ledger
-event on the Redis Stream: one pipelined round trip). Measured sequentially (latency) and
-with 16 concurrent requests (throughput), against the real Redis on this machine.
+tenant: one Lua script, one round trip) + `Meter.start_settle` (hold -> actual cost + the ledger
+event on the Redis Stream, written in one go). The pipeline answers the client once the
+settlement is sent; Redis's reply is handled in a task. So two figures:
+  - "request waits": admit + sending the settlement, what a request's latency includes;
+  - "settled": until Redis confirmed the settlement (two full round trips).
+Measured sequentially (latency) and with 16 concurrent requests (throughput), against the
+real Redis on this machine.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,22 +57,24 @@ def _meter(admission: Admission) -> tuple[Meter, Principal]:
     return Meter(admission, d, _Sink(), {"small": PRICE}, "small"), p
 
 
-async def _one(meter: Meter, p: Principal) -> float:
+async def _one(meter: Meter, p: Principal) -> tuple[float, float]:
     rid = "req_" + secrets.token_hex(12)
     t0 = time.perf_counter()
     ticket = await meter.admit(p, rid, 5_000, 400)
     rec = Record(request_id=rid, ts=datetime.now(UTC), tenant_id=p.tenant_id,
                  team_id=p.team_id, key_id=p.key_id, endpoint="chat", requested_model="small",
                  pool="small", prompt_tokens=120, completion_tokens=80)
-    await meter.settle(ticket, rec)
-    return time.perf_counter() - t0
+    done = meter.start_settle(ticket, rec)
+    waited = time.perf_counter() - t0
+    await done
+    return waited, time.perf_counter() - t0
 
 
 async def _measure(name: str, admission: Admission, n: int) -> dict[str, float]:
     meter, p = _meter(admission)
     for _ in range(200):
         await _one(meter, p)
-    lat = [await _one(meter, p) for _ in range(n)]
+    both = [await _one(meter, p) for _ in range(n)]
     t0 = time.perf_counter()
 
     async def worker() -> None:
@@ -76,21 +83,26 @@ async def _measure(name: str, admission: Admission, n: int) -> dict[str, float]:
 
     await asyncio.gather(*(worker() for _ in range(16)))
     rps = (n // 16 * 16) / (time.perf_counter() - t0)
-    q = statistics.quantiles(lat, n=100)
-    out = {"p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * q[98], "per_s_c16": rps}
-    print(f"{name:8s} admit+settle p50 {out['p50_ms']:.3f} ms  p99 {out['p99_ms']:.3f} ms  "
-          f"{rps:,.0f} requests/s at c=16")
+    out = {"per_s_c16": rps}
+    for i, what in enumerate(("waits", "settled")):
+        lat = [b[i] for b in both]
+        out[f"{what}_p50_ms"] = 1000 * statistics.median(lat)
+        out[f"{what}_p99_ms"] = 1000 * statistics.quantiles(lat, n=100)[98]
+    print(f"{name:8s} request waits (admit + settlement sent) p50 {out['waits_p50_ms']:.3f} ms  "
+          f"p99 {out['waits_p99_ms']:.3f} ms")
+    print(f"{name:8s} settled (Redis confirmed)                 p50 {out['settled_p50_ms']:.3f} ms"
+          f"  p99 {out['settled_p99_ms']:.3f} ms   {rps:,.0f} requests/s at c=16")
     return out
 
 
-async def _ping_floor(client: Any, n: int) -> float:
+async def _ping_floor(call: Callable[[], Awaitable[Any]], n: int) -> float:
     """p50 of one bare PING: the floor of any one-round-trip step on this machine."""
     for _ in range(200):
-        await client.ping()
+        await call()
     lat = []
     for _ in range(n):
         t0 = time.perf_counter()
-        await client.ping()
+        await call()
         lat.append(time.perf_counter() - t0)
     return 1000 * statistics.median(lat)
 
@@ -98,18 +110,25 @@ async def _ping_floor(client: Any, n: int) -> float:
 async def main_async(n: int, redis_url: str) -> int:
     await _measure("memory", MemoryAdmission(), n)
     client = connect_redis(redis_url)
-    print(f"redis    PING round trip p50 {await _ping_floor(client, n):.3f} ms (floor: admission "
-          "and settlement are one round trip each)")
     prefix = "fgbench-" + secrets.token_hex(3)
+    admission = RedisAdmission(client, prefix=prefix)
+    link = admission.link
+    floors = [f"redis-py {await _ping_floor(client.ping, n):.3f} ms"]
+    if link is not None:
+        floor = await _ping_floor(lambda: link.execute(("PING",)), n)
+        floors.append(f"hot-path link {floor:.3f} ms")
+    print("redis    PING round trip p50: " + ", ".join(floors))
     try:
-        out = await _measure("redis", RedisAdmission(client, prefix=prefix), n)
+        out = await _measure("redis", admission, n)
     finally:
+        await admission.close()
         keys = [k async for k in client.scan_iter(f"{prefix}:*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()
-    ok = out["p50_ms"] <= 0.3
-    print(f"  [{'ok' if ok else 'MISSED'}] Redis admission + settlement p50 <= 0.3 ms")
+    ok = out["waits_p50_ms"] <= 0.3
+    print(f"  [{'ok' if ok else 'MISSED'}] Redis admission + settlement add <= 0.3 ms p50 to a "
+          "request")
     return 0 if ok else 1
 
 

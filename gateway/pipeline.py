@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -291,9 +290,10 @@ class Pipeline:
                 rec.prompt_tokens, _ = await count_partial(job.pool, None, job.body, "",
                                                            job.prompt_tokens)
         job.slot.release()
-        # Settlement must finish even when the request task is being cancelled.
-        with job.call.trace.stage("settle"), contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self.s.meter.settle(ticket, rec))
+        # Sent now, finished in its own task: the response does not wait for Redis's reply,
+        # and a cancelled request still settles. Shutdown waits for every one.
+        with job.call.trace.stage("settle"):
+            self.s.track_settlement(self.s.meter.start_settle(ticket, rec))
         self.s.metrics.observe(rec, job, streamed=streamed)
         job.call.trace.finish(job)  # the request's span ends, with usage, cost, pool, cache
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,13 @@ class State:
     tracer: Tracer = field(default_factory=Tracer)  # OpenTelemetry; a no-op unless enabled
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _settling: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def track_settlement(self, pending: Awaitable[None]) -> None:
+        """Finish a settlement in the background; `close_state` waits for all of them."""
+        fut = asyncio.ensure_future(pending)
+        self._settling.add(fut)
+        fut.add_done_callback(self._settling.discard)
 
     def models_listing(self, principal: Any) -> bytes:
         import orjson
@@ -202,6 +210,8 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
 
 
 async def close_state(state: State) -> None:
+    if state._settling:  # their ledger rows and soft-limit notices, before those stop
+        await asyncio.wait(set(state._settling), timeout=10)
     for t in state._tasks:
         t.cancel()
     for t in state._tasks:

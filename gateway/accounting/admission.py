@@ -10,13 +10,17 @@ Both implementations (in-process for the embedded default, Redis Lua at scale) t
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gateway.accounting.periods import period_bounds
 from gateway.errors import BudgetExceeded, RateLimited
 from gateway.tenancy.directory import BudgetRule, Principal
+
+T = TypeVar("T")
 
 WINDOW_S = 60.0
 
@@ -83,10 +87,13 @@ class Admission(Protocol):
 
     async def admit(self, plan: Plan) -> Ticket: ...
 
-    async def settle(self, ticket: Ticket, micros: int, tokens: int,
-                     event: bytes | None = None) -> Settled:
+    def settle(self, ticket: Ticket, micros: int, tokens: int,
+               event: bytes | None = None) -> Awaitable[Settled]:
         """Replace the hold with the actual cost; `event` is the ledger record, which an
-        implementation may deliver durably itself (then `Settled.recorded` is True)."""
+        implementation may deliver durably itself (then `Settled.recorded` is True).
+
+        The settlement is applied, or sent to the shared store, before this returns, so
+        anything the caller does next comes after it; the awaitable gives the outcome."""
         ...
 
     async def usage(self, scope: str, scope_id: str, tag: str,
@@ -142,3 +149,10 @@ def rate_error(rate: Rate, retry_after: float) -> RateLimited:
     return RateLimited(
         f"Rate limit reached for {rate.scope} '{rate.scope_id}': {rate.limit} {what} per minute.",
         retry_after=retry_after)
+
+
+def resolved(value: T) -> asyncio.Future[T]:
+    """An awaitable that is already done: a settlement applied in-process."""
+    fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut

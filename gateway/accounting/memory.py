@@ -5,6 +5,7 @@ Runs on the event loop with no awaits between check and update, so each call is 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
 
@@ -17,6 +18,7 @@ from gateway.accounting.admission import (
     budget_error,
     rate_error,
     rate_retry_after,
+    resolved,
     window_count,
 )
 
@@ -59,8 +61,11 @@ class MemoryAdmission:
         heapq.heappush(self._expiry, (now + self.hold_ttl_s, plan.request_id))
         return Ticket(plan)
 
-    async def settle(self, ticket: Ticket, micros: int, tokens: int,
-                     event: bytes | None = None) -> Settled:
+    def settle(self, ticket: Ticket, micros: int, tokens: int,
+               event: bytes | None = None) -> asyncio.Future[Settled]:
+        return resolved(self._settle(ticket, micros, tokens))
+
+    def _settle(self, ticket: Ticket, micros: int, tokens: int) -> Settled:
         if ticket.settled:
             return Settled([])
         ticket.settled = True

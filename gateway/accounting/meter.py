@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway.accounting.admission import Admission, Crossing, Ticket, make_plan
+from gateway.accounting.admission import Admission, Crossing, Settled, Ticket, make_plan
 from gateway.accounting.ledger import Record
 from gateway.accounting.prices import FREE, ModelPrice
 from gateway.tenancy.directory import Directory, Principal
@@ -70,13 +70,29 @@ class Meter:
 
     async def settle(self, ticket: Ticket | None, record: Record) -> None:
         """Replace the hold with the actual cost and queue the ledger row. Never raises."""
+        await self.start_settle(ticket, record)
+
+    def start_settle(self, ticket: Ticket | None, record: Record) -> Awaitable[None]:
+        """`settle`, split so that a response need not wait for Redis: prices the record and
+        sends the settlement now; the awaitable finishes it (soft-limit notices, the ledger
+        row when Redis did not take it)."""
         self.finish(record)
-        recorded = False
-        try:
-            if ticket is not None:
-                settled = await self.admission.settle(
+        pending = None
+        if ticket is not None:
+            try:
+                pending = self.admission.settle(
                     ticket, record.cost_micros, record.prompt_tokens + record.completion_tokens,
                     record.to_json() if self.admission.durable_events else None)
+            except Exception:
+                log.exception("settlement of %s failed; the hold expires on its own",
+                              record.request_id)
+        return self._finish_settle(pending, record)
+
+    async def _finish_settle(self, pending: Awaitable[Settled] | None, record: Record) -> None:
+        recorded = False
+        try:
+            if pending is not None:
+                settled = await pending
                 recorded = settled.recorded
                 for c in settled.crossings:
                     if self.on_crossing is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gateway.accounting.admission import (
     Crossing,
@@ -25,8 +26,10 @@ from gateway.accounting.admission import (
     budget_error,
     rate_error,
     rate_retry_after,
+    resolved,
 )
 from gateway.accounting.periods import Period
+from gateway.accounting.resp import Command, RespLink
 from gateway.errors import Overloaded
 
 log = logging.getLogger("frugate.accounting")
@@ -58,6 +61,8 @@ class RedisAdmission:
         self.stream = ledger_stream(prefix)
         self._admit = client.register_script((LUA / "admit.lua").read_text())
         self._settle = client.register_script((LUA / "settle.lua").read_text())
+        # The hot path (admit, settle) skips redis-py where it can: see gateway/accounting/resp.py.
+        self.link = RespLink.from_client(client)
         self._unsettled: dict[str, tuple[Ticket, int, int]] = {}
         self._retrying: asyncio.Task[None] | None = None
 
@@ -82,7 +87,7 @@ class RedisAdmission:
         for r in plan.rates:
             args += [_rate_name(r), r.limit, 1 if r.unit == "rpm" else plan.tokens]
         try:
-            res = await self._admit(keys=keys, args=args)
+            res = (await self._eval(self._admit, keys, args))[0]
         except RedisError as exc:
             return self._unavailable(plan, exc)
         verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
@@ -104,29 +109,36 @@ class RedisAdmission:
                     plan.request_id)
         return Ticket(plan, degraded=True)
 
-    async def settle(self, ticket: Ticket, micros: int, tokens: int,
-                     event: bytes | None = None) -> Settled:
+    def settle(self, ticket: Ticket, micros: int, tokens: int,
+               event: bytes | None = None) -> Awaitable[Settled]:
         if ticket.settled:
-            return Settled([])
+            return resolved(Settled([]))
         ticket.settled = True
-        plan = ticket.plan
         if ticket.degraded:
-            return Settled([], recorded=False)
+            return resolved(Settled([], recorded=False))
         keys, args = self._settle_call(ticket, micros, tokens, only_if_held=False)
+        extra: list[Command] = [("XADD", self.stream, "*", "r", event)] if event else []
+        # Written to Redis now (when connected): what this process sends next comes after it.
+        sent = self.link.send_now(self._call(self._settle, keys, args), *extra) \
+            if self.link is not None else None
+        return self._settled(ticket, micros, tokens, event is not None, keys, args, extra, sent)
+
+    async def _settled(self, ticket: Ticket, micros: int, tokens: int, recorded: bool,
+                       keys: list[str], args: list[Any], extra: list[Command],
+                       sent: list[asyncio.Future[Any]] | None) -> Settled:
         try:
-            res = await self._settle_and_record(keys, args, event)
+            out = (await self._eval(self._settle, keys, args, extra, sent=sent))[0]
         except RedisError:
             self._retry_later(ticket, micros, tokens)
             raise
-        out = res[0]
         crossings = []
-        for i, h in enumerate(plan.holds):
+        for i, h in enumerate(ticket.plan.holds):
             before, after = int(out[2 * i]), int(out[2 * i + 1])
             if h.soft_limit_pct and h.limit_micros:
                 soft = h.limit_micros * h.soft_limit_pct // 100
                 if before < soft <= after:
                     crossings.append(Crossing(h.scope, h.scope_id, h.tag, after, h.limit_micros))
-        return Settled(crossings, recorded=event is not None)
+        return Settled(crossings, recorded=recorded)
 
     def _settle_call(self, ticket: Ticket, micros: int, tokens: int,
                      only_if_held: bool) -> tuple[list[str], list[Any]]:
@@ -167,30 +179,40 @@ class RedisAdmission:
                 delay = 0.2
         log.info("settlements deferred by a Redis outage are applied")
 
-    async def _settle_and_record(self, keys: list[str], args: list[Any],
-                                 event: bytes | None) -> list[Any]:
-        """EVALSHA settle + XADD in one round trip.
+    @staticmethod
+    def _call(script: Any, keys: list[str], args: list[Any]) -> Command:
+        return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
-        redis-py's Script object in a pipeline checks SCRIPT EXISTS first (a second round trip
-        on every call); sending EVALSHA ourselves and loading the script only when Redis says
-        NOSCRIPT (after a restart or flush) keeps it to one.
+    async def _eval(self, script: Any, keys: list[str], args: list[Any],
+                    extra: list[Command] | None = None,
+                    sent: list[asyncio.Future[Any]] | None = None) -> list[Any]:
+        """EVALSHA plus `extra` commands in one round trip; their replies in order.
+        `sent`: the replies to come of that same call, already written by `RespLink.send_now`.
+
+        The script is loaded only when Redis answers NOSCRIPT (after a restart or a flush);
+        redis-py's Script object in a pipeline would ask SCRIPT EXISTS first on every call.
         """
-        for attempt in (1, 2):
-            async with self.r.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
-                if event is not None:
-                    pipe.xadd(self.stream, {b"r": event})
-                res = await pipe.execute(raise_on_error=False)
-            if isinstance(res[0], NoScriptError) and attempt == 1:
-                await self.r.script_load(self._settle.script)
-                if event is not None and not isinstance(res[1], Exception):
-                    event = None  # already on the stream: do not add it twice
-                continue
-            for item in res:
-                if isinstance(item, Exception):
-                    raise item
-            return list(res)
-        raise AssertionError("unreachable")
+        call = self._call(script, keys, args)
+        if sent is not None:
+            res = [await f for f in sent]
+        else:
+            res = await self._send(call, *(extra or []))
+        if isinstance(res[0], NoScriptError) or (
+                isinstance(res[0], ResponseError) and str(res[0]).startswith("NOSCRIPT")):
+            await self.r.script_load(script.script)
+            res[0] = (await self._send(call))[0]  # only the script: the XADD already ran
+        for item in res:
+            if isinstance(item, Exception):
+                raise item
+        return res
+
+    async def _send(self, *commands: Command) -> list[Any]:
+        if self.link is not None:
+            return await self.link.execute(*commands)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def usage(self, scope: str, scope_id: str, tag_: str,
                     tenant_id: str) -> tuple[int, int, int]:
@@ -203,6 +225,8 @@ class RedisAdmission:
         return int(await self.r.zcard(f"{self.tag(tenant_id)}:holds"))
 
     async def close(self) -> None:
+        if self.link is not None:
+            await self.link.close()
         if self._retrying is not None:
             self._retrying.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -26,9 +26,11 @@ async def admission(request: pytest.FixtureRequest) -> AsyncIterator[Admission]:
         yield MemoryAdmission(hold_ttl_s=0.5)
         return
     client = connect_redis(REDIS_URL)
+    adm = RedisAdmission(client, prefix="fgtest-" + secrets.token_hex(4), hold_ttl_s=1)
     try:
-        yield RedisAdmission(client, prefix="fgtest-" + secrets.token_hex(4), hold_ttl_s=1)
+        yield adm
     finally:
+        await adm.close()
         await client.aclose()
 
 
