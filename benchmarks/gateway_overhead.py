@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream = start_upstream(args.upstream, rd, lay.load, args.tokens, args.sim_profile)
         started.append(upstream)
         print("starting frugate ...", file=sys.stderr)
-        gateway = start_frugate(rd, upstream.base, lay.gateway)
+        gateway = start_frugate(rd, upstream.base, lay.gateway, args.redis)
         started.append(gateway)
         cells = measure([upstream, gateway], bodies, p, probe=probe)
         profile_text = None

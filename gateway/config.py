@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "FRUGATE_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -226,6 +234,11 @@ class Settings(_Model):
     cors_origins: list[str] = []
     # Embedded default: create a default tenant/team and a demo key on first start.
     demo_key: bool = False
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _empty_is_unset(cls, v: str | None) -> str | None:
+        return v or None  # `${REDIS_URL:-}` with the variable unset: no Redis
 
     @model_validator(mode="after")
     def _check_names(self) -> Settings:

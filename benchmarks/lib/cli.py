@@ -45,6 +45,9 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--load-cpus", default=None,
                     help="CPUs for wrk and the upstream (default: the other CPUs)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--redis", default=None, metavar="URL",
+                    help="frugate keeps admission, settlement and the ledger stream in this "
+                         "Redis (default: in-process)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--profile", type=Path, default=None,
                     help="py-spy the gateway during one extra c=16 non-stream run; "

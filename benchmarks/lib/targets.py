@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,11 +64,15 @@ def start_upstream(kind: str, run_dir: Path, cpus: Sequence[int] | None,
     raise ValueError(f"unknown upstream {kind!r} (fixed | sim)")
 
 
-def start_frugate(run_dir: Path, upstream_base: str, cpus: Sequence[int] | None) -> Target:
-    """`frugate serve` (uvicorn + uvloop + httptools, one process) with auth, budgets, ledger."""
+def start_frugate(run_dir: Path, upstream_base: str, cpus: Sequence[int] | None,
+                  redis_url: str | None = None) -> Target:
+    """`frugate serve` (uvicorn + uvloop + httptools, one process) with auth, budgets, ledger;
+    with `redis_url`, admission, settlement and the ledger stream live in that Redis."""
     data_dir = run_dir / "frugate-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {"BENCH_DATA_DIR": str(data_dir), "BENCH_UPSTREAM_URL": upstream_base}
+    env = {"BENCH_DATA_DIR": str(data_dir), "BENCH_UPSTREAM_URL": upstream_base,
+           "BENCH_REDIS_URL": redis_url or "",
+           "BENCH_REDIS_PREFIX": "fgbench-" + secrets.token_hex(3)}
     key = asyncio.run(_make_key(env))
     port = free_port()
     proc = Proc("frugate", python_module("gateway.cli", "serve", "--config", str(FRUGATE_CONFIG),

@@ -111,28 +111,22 @@ class RespLink:
             if self._proto is not None and self._proto.lost is None:
                 return self._proto  # another caller reconnected while this one waited
             loop = asyncio.get_running_loop()
-            try:
-                _, proto = await asyncio.wait_for(
-                    loop.create_connection(_Protocol, self.host, self.port),
-                    self.connect_timeout_s)
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a made connection
+                async with asyncio.timeout(self.connect_timeout_s):
+                    _, proto = await loop.create_connection(_Protocol, self.host, self.port)
             except (OSError, TimeoutError) as exc:
                 raise RedisConnectionError(
                     f"cannot connect to Redis at {self.host}:{self.port}: {exc}") from None
-            hello: list[Command] = []
-            if self.password:
-                hello.append(("AUTH", self.username, self.password) if self.username
-                             else ("AUTH", self.password))
-            if self.db:
-                hello.append(("SELECT", self.db))
-            hello.append(("CLIENT", "SETNAME", self.name))  # shows in CLIENT LIST
             assert proto.transport is not None
             try:
-                replies = await asyncio.wait_for(asyncio.gather(*proto.send(hello)),
-                                                 self.timeout_s)
-            except TimeoutError:
+                async with asyncio.timeout(self.timeout_s):
+                    replies = [await f for f in proto.send(self._hello())]
+            except BaseException as exc:  # timed out, or the caller was cancelled: do not leak
                 proto.transport.abort()
-                raise RedisTimeoutError(f"no reply from Redis within {self.timeout_s:g} s") \
-                    from None
+                if isinstance(exc, TimeoutError):
+                    raise RedisTimeoutError(
+                        f"no reply from Redis within {self.timeout_s:g} s") from None
+                raise
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     proto.transport.close()
@@ -141,6 +135,16 @@ class RespLink:
             if self._watchdog is None:
                 self._watch()
             return proto
+
+    def _hello(self) -> list[Command]:
+        hello: list[Command] = []
+        if self.password:
+            hello.append(("AUTH", self.username, self.password) if self.username
+                         else ("AUTH", self.password))
+        if self.db:
+            hello.append(("SELECT", self.db))
+        hello.append(("CLIENT", "SETNAME", self.name))  # shows in CLIENT LIST
+        return hello
 
     def _watch(self) -> None:
         """Close a connection whose oldest reply is overdue (Redis hung or the network died)."""

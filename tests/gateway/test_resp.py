@@ -98,3 +98,17 @@ async def test_a_refused_connection_is_a_redis_connection_error() -> None:
     with pytest.raises(RedisConnectionError):
         await link.execute(("PING",))
     await link.close()
+
+
+async def test_the_link_uses_the_clients_database() -> None:
+    client = connect_redis("redis://127.0.0.1:6379/3")
+    link = RespLink.from_client(client)
+    assert link is not None and link.db == 3
+    key = "fgtest-resp-db-" + secrets.token_hex(4)
+    try:
+        await link.execute(("SET", key, "x", "EX", 60))
+        assert await client.get(key) == b"x"
+    finally:
+        await client.delete(key)
+        await link.close()
+        await client.aclose()
