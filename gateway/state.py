@@ -147,7 +147,8 @@ async def build_state(settings: Settings, embedder: Embedder | None = None) -> S
                                    hold_ttl_s=settings.admission.hold_ttl_s,
                                    fail_open=settings.admission.fail_open)
         consumer = LedgerConsumer(redis, sessions, prefix=settings.redis_prefix,
-                                  claim_idle_ms=settings.ledger.claim_idle_ms)
+                                  claim_idle_ms=settings.ledger.claim_idle_ms,
+                                  flush_ms=settings.ledger.flush_ms)
     else:
         admission = MemoryAdmission(hold_ttl_s=settings.admission.hold_ttl_s)
     ledger = BatchWriter(sessions, flush_ms=settings.ledger.flush_ms,

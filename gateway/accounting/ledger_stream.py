@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.accounting.ledger import Record, write_records
+from gateway.accounting.ledger import CHUNK_ROWS, Record, write_records
 from gateway.accounting.redis_admission import ledger_stream
 
 log = logging.getLogger("frugate.ledger")
@@ -29,13 +29,14 @@ GROUP = "ledger-writers"
 class LedgerConsumer:
     def __init__(self, client: aioredis.Redis, sessions: async_sessionmaker[AsyncSession], *,
                  prefix: str = "frugate", batch: int = 500, block_ms: int = 200,
-                 claim_idle_ms: int = 30_000) -> None:
+                 claim_idle_ms: int = 30_000, flush_ms: int = 250) -> None:
         self.r = client
         self.sessions = sessions
         self.stream = ledger_stream(prefix)
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        self.flush_ms = flush_ms
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.written = 0
         self._recover = True  # re-read our own pending entries (after a start or a failure)
@@ -77,8 +78,14 @@ class LedgerConsumer:
         while True:
             try:
                 await self._ensure_group()
-                await self._read_new(block_ms=self.block_ms)
+                n = await self._read_new(block_ms=self.block_ms)
                 since_claim += self.block_ms / 1000
+                if 0 < n < self.batch:
+                    # A read returns as soon as one event is there: without this pause a
+                    # quiet replica would write one SQL transaction per request, on the
+                    # event loop the requests share. Reports catch up themselves (drain).
+                    await asyncio.sleep(self.flush_ms / 1000)
+                    since_claim += self.flush_ms / 1000
                 if since_claim * 1000 >= self.claim_idle_ms / 3:
                     since_claim = 0.0
                     await self._claim_stale()
@@ -111,22 +118,23 @@ class LedgerConsumer:
         return await self._write(res[1])
 
     async def _write(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-        if not entries:
-            return 0
-        records, ids = [], []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            raw = fields.get(b"r")
-            if raw is None:
-                continue
-            try:
-                records.append(Record.from_json(raw))
-            except (ValueError, TypeError):
-                log.error("dropping malformed ledger event %s", entry_id)
-        written = await write_records(self.sessions, records)
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.xack(self.stream, GROUP, *ids)
-            pipe.xdel(self.stream, *ids)
-            await pipe.execute()
-        self.written += written
-        return len(ids)
+        # Transactions of CHUNK_ROWS rows, acknowledged one by one: preparing rows runs on
+        # the event loop the requests share, and hundreds at once would stall them.
+        for start in range(0, len(entries), CHUNK_ROWS):
+            chunk = entries[start:start + CHUNK_ROWS]
+            records, ids = [], []
+            for entry_id, fields in chunk:
+                ids.append(entry_id)
+                raw = fields.get(b"r")
+                if raw is None:
+                    continue
+                try:
+                    records.append(Record.from_json(raw))
+                except (ValueError, TypeError):
+                    log.error("dropping malformed ledger event %s", entry_id)
+            self.written += await write_records(self.sessions, records)
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, GROUP, *ids)
+                pipe.xdel(self.stream, *ids)
+                await pipe.execute()
+        return len(entries)
