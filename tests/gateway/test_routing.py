@@ -16,7 +16,9 @@ from embedder.window import query_window
 from tests.gateway.harness import GatewayServer, pool, settings_for
 from workers.sim.process import SimServer
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing" / "mmlu.csv"
+# The first 120 prompts of ../shared/data/routing/mmlu.csv (MMLU via lm-sys/RouteLLM, Apache-2.0),
+# copied so the suite runs from a clone anywhere.
+DATA = Path(__file__).resolve().parents[1] / "data" / "mmlu_sample.csv"
 
 
 @pytest.fixture(scope="module")
