@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -296,6 +297,11 @@ class Pipeline:
             self.s.track_settlement(self.s.meter.start_settle(ticket, rec))
         self.s.metrics.observe(rec, job, streamed=streamed)
         job.call.trace.finish(job)  # the request's span ends, with usage, cost, pool, cache
+        # One turn of the loop before answering, as awaiting the settlement used to give.
+        # Measured: without it c=64 p99 rose from ~35 ms to 50-190 ms (in-process and Redis
+        # admission alike); the mechanism is not pinned down.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
 
     def _headers(self, job: Job, *, cost: bool = False) -> dict[str, str]:
         rec = job.record
