@@ -70,9 +70,9 @@ def start_frugate(run_dir: Path, upstream_base: str, cpus: Sequence[int] | None,
     with `redis_url`, admission, settlement and the ledger stream live in that Redis."""
     data_dir = run_dir / "frugate-data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    prefix = "fgbench-" + secrets.token_hex(3)
     env = {"BENCH_DATA_DIR": str(data_dir), "BENCH_UPSTREAM_URL": upstream_base,
-           "BENCH_REDIS_URL": redis_url or "",
-           "BENCH_REDIS_PREFIX": "fgbench-" + secrets.token_hex(3)}
+           "BENCH_REDIS_URL": redis_url or "", "BENCH_REDIS_PREFIX": prefix}
     key = asyncio.run(_make_key(env))
     port = free_port()
     proc = Proc("frugate", python_module("gateway.cli", "serve", "--config", str(FRUGATE_CONFIG),
@@ -80,8 +80,20 @@ def start_frugate(run_dir: Path, upstream_base: str, cpus: Sequence[int] | None,
                 run_dir / "frugate.log", cpus=cpus, env=env)
     base = f"http://127.0.0.1:{port}"
     proc.wait_http(base + "/readyz", 300)
+
+    def close() -> None:
+        proc.stop()
+        if redis_url:  # budget counters would stay for their period + 40 days
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
     return Target("frugate", base + "/v1/chat/completions", base, token=key, pid=proc.pid,
-                  close=proc.stop)
+                  close=close)
 
 
 def cpu_seconds(pid: int) -> float:

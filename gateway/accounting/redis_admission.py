@@ -87,7 +87,7 @@ class RedisAdmission:
         for r in plan.rates:
             args += [_rate_name(r), r.limit, 1 if r.unit == "rpm" else plan.tokens]
         try:
-            res = (await self._eval(self._admit, keys, args))[0]
+            res = (await self._eval(self._admit, self._call(self._admit, keys, args)))[0]
         except RedisError as exc:
             return self._unavailable(plan, exc)
         verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
@@ -116,18 +116,17 @@ class RedisAdmission:
         ticket.settled = True
         if ticket.degraded:
             return resolved(Settled([], recorded=False))
-        keys, args = self._settle_call(ticket, micros, tokens, only_if_held=False)
+        call = self._settle_call(ticket, micros, tokens, only_if_held=False)
         extra: list[Command] = [("XADD", self.stream, "*", "r", event)] if event else []
         # Written to Redis now (when connected): what this process sends next comes after it.
-        sent = self.link.send_now(self._call(self._settle, keys, args), *extra) \
-            if self.link is not None else None
-        return self._settled(ticket, micros, tokens, event is not None, keys, args, extra, sent)
+        sent = self.link.send_now(call, *extra) if self.link is not None else None
+        return self._settled(ticket, micros, tokens, event is not None, call, extra, sent)
 
     async def _settled(self, ticket: Ticket, micros: int, tokens: int, recorded: bool,
-                       keys: list[str], args: list[Any], extra: list[Command],
+                       call: Command, extra: list[Command],
                        sent: list[asyncio.Future[Any]] | None) -> Settled:
         try:
-            out = (await self._eval(self._settle, keys, args, extra, sent=sent))[0]
+            out = (await self._eval(self._settle, call, extra, sent=sent))[0]
         except RedisError:
             self._retry_later(ticket, micros, tokens)
             raise
@@ -141,7 +140,7 @@ class RedisAdmission:
         return Settled(crossings, recorded=recorded)
 
     def _settle_call(self, ticket: Ticket, micros: int, tokens: int,
-                     only_if_held: bool) -> tuple[list[str], list[Any]]:
+                     only_if_held: bool) -> Command:
         plan = ticket.plan
         t = self.tag(plan.tenant_id)
         keys = [f"{t}:holds", f"{t}:holdrec"] + [self.budget_key(plan.tenant_id, h)
@@ -152,7 +151,7 @@ class RedisAdmission:
         args: list[Any] = [plan.request_id, micros, tokens, len(plan.holds), adjust,
                            window if window is not None else 0, f"{t}:w:",
                            1 if only_if_held else 0, *tpm]
-        return keys, args
+        return self._call(self._settle, keys, args)
 
     def _retry_later(self, ticket: Ticket, micros: int, tokens: int) -> None:
         """Redis failed mid-settlement: settle again once it is back, so the hold does not
@@ -168,9 +167,9 @@ class RedisAdmission:
         while self._unsettled:
             await asyncio.sleep(delay)
             for rid, (ticket, micros, tokens) in list(self._unsettled.items()):
-                keys, args = self._settle_call(ticket, micros, tokens, only_if_held=True)
+                call = self._settle_call(ticket, micros, tokens, only_if_held=True)
                 try:
-                    await self._settle(keys=keys, args=args)
+                    await self._eval(self._settle, call)
                 except RedisError:
                     delay = min(5.0, delay * 2)
                     break
@@ -183,16 +182,14 @@ class RedisAdmission:
     def _call(script: Any, keys: list[str], args: list[Any]) -> Command:
         return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    async def _eval(self, script: Any, keys: list[str], args: list[Any],
-                    extra: list[Command] | None = None,
+    async def _eval(self, script: Any, call: Command, extra: list[Command] | None = None,
                     sent: list[asyncio.Future[Any]] | None = None) -> list[Any]:
-        """EVALSHA plus `extra` commands in one round trip; their replies in order.
-        `sent`: the replies to come of that same call, already written by `RespLink.send_now`.
+        """`call` (the script's EVALSHA) plus `extra` commands in one round trip; their replies
+        in order. `sent`: the replies to come of those, already written by `RespLink.send_now`.
 
         The script is loaded only when Redis answers NOSCRIPT (after a restart or a flush);
         redis-py's Script object in a pipeline would ask SCRIPT EXISTS first on every call.
         """
-        call = self._call(script, keys, args)
         if sent is not None:
             res = [await f for f in sent]
         else:
