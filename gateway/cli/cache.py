@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 app = typer.Typer(
-    help="Semantic cache: evaluate the default policy, rebuild the verifier.",
+    help="Semantic cache: evaluate the default policy, audit labels, rebuild the verifier.",
     no_args_is_help=True,
 )
 
@@ -119,6 +119,46 @@ def evaluate(
     typer.echo(
         f"of which semantic: hits {sem.hits}, precision {sem.precision:.4f}, "
         f"recall {sem.recall:.4f} (delta {delta})"
+    )
+
+
+@app.command()
+def audit(
+    pairs: Annotated[Path, typer.Option(help='JSONL of {"a", "b", "duplicate"}.')],
+    split: Annotated[
+        str, typer.Option(help="all, or train/calib/dev: the documented split of the file.")
+    ] = "all",
+    precision: Annotated[float, typer.Option(help="Target overall precision.")] = 0.99,
+    recall: Annotated[float, typer.Option(help="Target recall.")] = 0.40,
+) -> None:
+    """How clean the labels are where a cache is surest, and what semantic hits would need.
+
+    Prints the share labelled duplicate among pairs that differ only by case and spaces,
+    only by punctuation, by word order, by one or two words; then the labelled precision
+    semantic hits must reach, on top of the exact tier, for the target. No model needed.
+
+    Example: frugate cache audit --pairs ../shared/data/cache/qqp_pairs.jsonl --split dev
+    """
+    from cache.audit import audit_labels, exact_tier, needed_precision
+    from cache.data import load_pairs, split_pairs
+
+    rows = load_pairs(pairs)
+    if split != "all":
+        rows = split_pairs(rows)[split]
+    typer.echo(f"{'texts differ by':34s} {'pairs':>6s} {'dup share':>9s}  95% interval")
+    for c in audit_labels(rows):
+        low, high = c.interval
+        typer.echo(f"{c.name:34s} {c.pairs:6d} {c.share:9.3f}  [{low:.3f}, {high:.3f}]")
+    hits, caught = exact_tier(rows)
+    duplicates = sum(p.duplicate for p in rows)
+    need = needed_precision(hits, caught, duplicates, precision, recall)
+    typer.echo(
+        f"exact tier: {hits} hits (always right), recall {caught / max(duplicates, 1):.4f} "
+        f"of {duplicates} duplicate pairs"
+    )
+    typer.echo(
+        f"precision {precision} at recall {recall} needs semantic hits labelled "
+        f"duplicate at >= {need:.4f}"
     )
 
 
