@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = measure([upstream, gateway], bodies, p, probe=probe)
         profile_text = None
         if args.profile is not None:
-            profile_text = cli.profile_gateway(gateway, bodies, p, args.profile, rd)
+            profile_text = cli.profile_gateway(gateway, bodies, p, args.profile, rd,
+                                               args.profile_concurrency)
     rows = report.summarize(cells)
     print(f"\nfrugate vs direct ({args.upstream} upstream, {args.tokens} output tokens), "
           f"medians of {p.rounds} round(s) x {p.duration_s:g} s; {lay.describe()}")

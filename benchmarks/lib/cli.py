@@ -50,8 +50,10 @@ def add_options(ap: argparse.ArgumentParser) -> None:
                          "Redis (default: in-process)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--profile", type=Path, default=None,
-                    help="py-spy the gateway during one extra c=16 non-stream run; "
+                    help="py-spy the gateway during one extra non-stream run; "
                          "write the top-20 summary here")
+    ap.add_argument("--profile-concurrency", type=int, default=16,
+                    help="wrk connections of the profiled run (default: 16)")
     ap.add_argument("--run-dir", type=Path, default=None,
                     help="keep configs, logs and the SQLite DB here (default: a temp dir)")
     ap.add_argument("--quick", action="store_true",
@@ -119,8 +121,8 @@ def closing_all() -> Iterator[list[Target]]:
 
 
 def profile_gateway(target: Target, bodies: dict[bool, Path], p: Plan, out: Path,
-                    run_dir_: Path) -> str:
-    """One extra c=16 non-stream run with py-spy attached; writes and returns the summary."""
+                    run_dir_: Path, connections: int = 16) -> str:
+    """One extra non-stream run with py-spy attached; writes and returns the summary."""
     import threading
 
     assert target.pid is not None
@@ -129,7 +131,7 @@ def profile_gateway(target: Target, bodies: dict[bool, Path], p: Plan, out: Path
     result: dict[str, Any] = {}
 
     def load() -> None:
-        result["run"] = wrk.run(target.url, bodies[False], connections=16,
+        result["run"] = wrk.run(target.url, bodies[False], connections=connections,
                                 duration_s=seconds + 2, token=target.token, cpus=p.load_cpus)
 
     th = threading.Thread(target=load)
@@ -143,7 +145,7 @@ def profile_gateway(target: Target, bodies: dict[bool, Path], p: Plan, out: Path
         th.join()
     r: wrk.Run = result["run"]
     head = (f"py-spy record --rate 200 --nonblocking --threads --gil on {target.name} "
-            f"(pid {target.pid}) for {seconds:.0f} s during wrk -t1 -c16 non-stream "
+            f"(pid {target.pid}) for {seconds:.0f} s during wrk -t1 -c{connections} non-stream "
             f"({seconds + 2:.0f} s: {r.rps:,.0f} rps, p50 {r.p50_ms:.2f} ms, "
             f"p99 {r.p99_ms:.2f} ms); 1-min load average {os.getloadavg()[0]:.2f}\n"
             "py-spy samples wall-clock time: --gil keeps the samples where a thread holds the "

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.storage.models import DailyRollup, LedgerEntry
 
@@ -70,15 +72,6 @@ class Record:
         return cls(**data)
 
 
-_ROW_FIELDS = [c.name for c in LedgerEntry.__table__.columns]
-
-
-def _row(r: Record) -> dict[str, Any]:
-    d = {k: getattr(r, k) for k in _ROW_FIELDS}
-    d["finished_at"] = r.finished_at or r.ts
-    return d
-
-
 _SUMS = ("requests", "errors", "cache_hits", "large_calls", "prompt_tokens", "completion_tokens",
          "cost_micros", "baseline_micros", "cache_savings_micros", "routing_savings_micros")
 
@@ -107,14 +100,66 @@ def rollup(records: Sequence[Record]) -> list[dict[str, Any]]:
     return list(acc.values())
 
 
-def _dialect_insert(dialect: str) -> Any:
+_LEDGER_COLS = tuple(c.name for c in LedgerEntry.__table__.columns)
+_ROLLUP_KEYS = ("day", "tenant_id", "team_id", "key_id", "model")
+
+
+@functools.cache
+def _insert_sql(dialect: str, table: str, rows: int) -> str:
+    """A multi-row INSERT for the ledger (ON CONFLICT DO NOTHING RETURNING the new ids) or
+    the daily rollup (ON CONFLICT add the sums). The same SQL on SQLite and PostgreSQL but
+    for the placeholders. Built once per row count and sent as driver SQL: compiling and
+    binding through SQLAlchemy cost ~0.15 ms of CPU per row, more than the request."""
+    if table == "ledger":
+        cols = _LEDGER_COLS
+        tail = "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    else:
+        cols = _ROLLUP_KEYS + _SUMS
+        sums = ", ".join(f"{k} = ledger_daily.{k} + excluded.{k}" for k in _SUMS)
+        tail = f"ON CONFLICT ({', '.join(_ROLLUP_KEYS)}) DO UPDATE SET {sums}"
+    n = len(cols)
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        groups = [", ".join(f"${i * n + j + 1}" for j in range(n)) for i in range(rows)]
+    else:
+        groups = [", ".join("?" * n)] * rows
+    values = ", ".join(f"({g})" for g in groups)
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values} {tail}"
 
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert
+@functools.lru_cache(maxsize=8)
+def _time_binders(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """How the dialect stores a datetime and a date (SQLite: text in SQLAlchemy's format, so
+    the ORM reads these rows back like its own)."""
+    def keep(v: Any) -> Any:
+        return v
+
+    binders = []
+    for col in (LedgerEntry.__table__.c.ts, DailyRollup.__table__.c.day):
+        bind = col.type.dialect_impl(dialect).bind_processor(dialect)
+        binders.append(bind or keep)
+    return binders[0], binders[1]
+
+
+def _ledger_params(records: Sequence[Record], dialect: Dialect) -> list[Any]:
+    stamp, _ = _time_binders(dialect)
+    out: list[Any] = []
+    for r in records:
+        out += (r.request_id, stamp(r.ts), stamp(r.finished_at or r.ts), r.tenant_id, r.team_id,
+                r.key_id, r.end_user, r.endpoint, r.requested_model, r.pool, r.served_model,
+                r.cache_status, r.rag_used, r.route_decision, r.route_score, r.prompt_tokens,
+                r.cached_tokens, r.completion_tokens, r.cost_micros, r.baseline_micros,
+                r.latency_ms, r.ttft_ms, r.status, r.error_type)
+    return out
+
+
+def _rollup_params(records: Sequence[Record], dialect: Dialect) -> tuple[int, list[Any]]:
+    _, day = _time_binders(dialect)
+    rows = rollup(records)
+    out: list[Any] = []
+    for row in rows:
+        out.append(day(row["day"]))
+        out += (row[k] for k in _ROLLUP_KEYS[1:] + _SUMS)
+    return len(rows), out
 
 
 async def write_records(sessions: async_sessionmaker[AsyncSession],
@@ -122,28 +167,27 @@ async def write_records(sessions: async_sessionmaker[AsyncSession],
     """Insert records idempotently and add only the newly inserted ones to the rollups.
 
     One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING tells which rows are new (a
-    record delivered twice is written once), then one upsert adds those to the daily sums.
+    record delivered twice is written once), then one upsert adds those to the daily sums,
+    in one transaction, CHUNK_ROWS rows per statement.
     """
     if not records:
         return 0
-    by_id = {r.request_id: r for r in records}
-    async with sessions() as s, s.begin():
-        ins = _dialect_insert(s.get_bind().dialect.name)
-        table = LedgerEntry.__table__
-        stmt = ins(table).on_conflict_do_nothing(index_elements=["request_id"]).returning(
-            table.c.request_id)
-        new_ids = (await s.execute(stmt, [_row(r) for r in by_id.values()])).scalars().all()
-        fresh = [by_id[i] for i in new_ids]
-        if not fresh:
-            return 0
-        up = ins(DailyRollup.__table__)
-        up = up.on_conflict_do_update(
-            index_elements=["day", "tenant_id", "team_id", "key_id", "model"],
-            set_={k: getattr(DailyRollup.__table__.c, k) + getattr(up.excluded, k)
-                  for k in _SUMS},
-        )
-        await s.execute(up, rollup(fresh))
-    return len(fresh)
+    engine: AsyncEngine = sessions.kw["bind"]
+    dialect = engine.dialect
+    written = 0
+    async with engine.begin() as conn:
+        for i in range(0, len(records), CHUNK_ROWS):
+            by_id = {r.request_id: r for r in records[i : i + CHUNK_ROWS]}
+            chunk = list(by_id.values())
+            sql = _insert_sql(dialect.name, "ledger", len(chunk))
+            new_ids = await conn.exec_driver_sql(sql, tuple(_ledger_params(chunk, dialect)))
+            fresh = [by_id[rid] for rid in new_ids.scalars().all()]
+            if not fresh:
+                continue
+            n, params = _rollup_params(fresh, dialect)
+            await conn.exec_driver_sql(_insert_sql(dialect.name, "ledger_daily", n), tuple(params))
+            written += len(fresh)
+    return written
 
 
 class BatchWriter:

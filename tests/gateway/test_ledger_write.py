@@ -1,0 +1,71 @@
+"""write_records: every field round-trips, duplicates are written once, rollups add up;
+on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway.accounting.ledger import CHUNK_ROWS, Record, write_records
+from gateway.storage import connect, create_schema
+from gateway.storage.models import DailyRollup, LedgerEntry
+from tests.gateway.procs import fresh_postgres
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    else:
+        with fresh_postgres() as url:
+            yield url
+
+
+def _full(i: int) -> Record:
+    """A record where every stored field has a distinct, non-default value."""
+    ts = datetime(2026, 12, 6, 10, 11, 12, 345678, tzinfo=UTC) + timedelta(seconds=i)
+    return Record(request_id=f"req_{i}", ts=ts, tenant_id="ten", team_id=f"team{i % 2}",
+                  key_id="key", endpoint="chat", requested_model="auto", end_user="alice",
+                  finished_at=ts + timedelta(milliseconds=250), pool="large",
+                  served_model="big-model", cache_status="miss", rag_used=True,
+                  route_decision="large", route_score=0.625, prompt_tokens=100 + i,
+                  cached_tokens=7, completion_tokens=30 + i, cost_micros=1000 + i,
+                  baseline_micros=2000 + i, latency_ms=12.5, ttft_ms=3.25, status="error",
+                  error_type="upstream_error", cache_savings_micros=5, routing_savings_micros=9,
+                  large_call=True)
+
+
+async def test_fields_round_trip_and_duplicates_are_written_once(db_url: str) -> None:
+    engine, sessions = connect(db_url)
+    await create_schema(engine)
+    try:
+        records = [_full(i) for i in range(CHUNK_ROWS + 3)]  # more than one statement
+        assert await write_records(sessions, records) == len(records)
+        # Delivered again (with one new record): only the new one is written and rolled up.
+        again = [*records[:5], _full(999)]
+        assert await write_records(sessions, again) == 1
+        async with sessions() as s:
+            rows = {r.request_id: r for r in (await s.scalars(select(LedgerEntry))).all()}
+            rollups = (await s.scalars(select(DailyRollup))).all()
+        assert len(rows) == len(records) + 1
+        want = records[3]
+        got = rows[want.request_id]
+        for col in LedgerEntry.__table__.columns:
+            value, expected = getattr(got, col.name), getattr(want, col.name)
+            if isinstance(expected, datetime):
+                value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+            assert value == expected, col.name
+        everything = [*records, _full(999)]
+        assert sum(r.requests for r in rollups) == len(everything)
+        assert sum(r.cost_micros for r in rollups) == sum(r.cost_micros for r in everything)
+        assert sum(r.errors for r in rollups) == len(everything)
+        assert sum(r.large_calls for r in rollups) == len(everything)
+        assert sum(r.routing_savings_micros for r in rollups) == 9 * len(everything)
+        assert {(r.team_id, r.model) for r in rollups} == {("team0", "big-model"),
+                                                          ("team1", "big-model")}
+    finally:
+        await engine.dispose()
