@@ -31,10 +31,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.accounting.admission import Admission
-from gateway.accounting.ledger import Record
 from gateway.accounting.memory import MemoryAdmission
 from gateway.accounting.meter import Meter
 from gateway.accounting.prices import ModelPrice
+from gateway.accounting.record import Record
 from gateway.accounting.redis_admission import RedisAdmission
 from gateway.state import connect_redis
 from gateway.tenancy.directory import BudgetRule, Directory, Principal

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from gateway.accounting.ledger import Record
+from gateway.accounting.record import Record
 from gateway.errors import InvalidRequest, NotFound
 from gateway.protocol import EmbeddingRequest, parse_body
 from gateway.responses import JSONBytes

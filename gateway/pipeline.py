@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.accounting.ledger import Record
+from gateway.accounting.record import Record
 from gateway.catalog import Target
 from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
 from gateway.overload import Slot

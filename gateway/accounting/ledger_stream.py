@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.accounting.ledger import CHUNK_ROWS, Record, write_records
+from gateway.accounting.ledger_sql import CHUNK_ROWS, write_records
+from gateway.accounting.record import Record
 from gateway.accounting.redis_admission import ledger_stream
 
 log = logging.getLogger("frugate.ledger")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.accounting.admission import Admission, Crossing, Settled, Ticket, make_plan
-from gateway.accounting.ledger import Record
 from gateway.accounting.prices import FREE, ModelPrice
+from gateway.accounting.record import Record
 from gateway.tenancy.directory import Directory, Principal
 
 log = logging.getLogger("frugate.accounting")

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from gateway.accounting.ledger import Record
+from gateway.accounting.record import Record
 from tests.gateway.admin_support import admin_client, key_client, new_key, ok
 from tests.gateway.harness import GatewayServer
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gateway.accounting.ledger import Record
 from gateway.accounting.ledger_stream import GROUP, LedgerConsumer
+from gateway.accounting.record import Record
 from gateway.state import connect_redis
 from gateway.storage import connect, create_schema
 from gateway.storage.models import LedgerEntry

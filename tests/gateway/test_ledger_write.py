@@ -9,20 +9,43 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.accounting.ledger import CHUNK_ROWS, Record, write_records
+from gateway.accounting.ledger_sql import CHUNK_ROWS, SqliteDirect, write_records
+from gateway.accounting.record import Record
 from gateway.storage import connect, create_schema
 from gateway.storage.models import DailyRollup, LedgerEntry
 from tests.gateway.procs import fresh_postgres
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-direct", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
     else:
         with fresh_postgres() as url:
             yield url
+
+
+def _writer(request: pytest.FixtureRequest, engine: AsyncEngine,
+            sessions: async_sessionmaker[AsyncSession]) -> SqliteDirect | Writer:
+    """The engine path, or the direct SQLite writer BatchWriter uses for a SQLite file."""
+    if request.node.callspec.params["db_url"] == "sqlite-direct":
+        direct = SqliteDirect.for_engine(engine)
+        assert direct is not None
+        return direct
+    return Writer(sessions)
+
+
+class Writer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def write(self, records: list[Record]) -> int:
+        return await write_records(self.sessions, records)
+
+    async def close(self) -> None:
+        pass
 
 
 def _full(i: int) -> Record:
@@ -39,15 +62,17 @@ def _full(i: int) -> Record:
                   large_call=True)
 
 
-async def test_fields_round_trip_and_duplicates_are_written_once(db_url: str) -> None:
+async def test_fields_round_trip_and_duplicates_are_written_once(
+        db_url: str, request: pytest.FixtureRequest) -> None:
     engine, sessions = connect(db_url)
     await create_schema(engine)
+    writer = _writer(request, engine, sessions)
     try:
         records = [_full(i) for i in range(CHUNK_ROWS + 3)]  # more than one statement
-        assert await write_records(sessions, records) == len(records)
+        assert await writer.write(records) == len(records)
         # Delivered again (with one new record): only the new one is written and rolled up.
         again = [*records[:5], _full(999)]
-        assert await write_records(sessions, again) == 1
+        assert await writer.write(again) == 1
         async with sessions() as s:
             rows = {r.request_id: r for r in (await s.scalars(select(LedgerEntry))).all()}
             rollups = (await s.scalars(select(DailyRollup))).all()
@@ -68,4 +93,5 @@ async def test_fields_round_trip_and_duplicates_are_written_once(db_url: str) ->
         assert {(r.team_id, r.model) for r in rollups} == {("team0", "big-model"),
                                                           ("team1", "big-model")}
     finally:
+        await writer.close()
         await engine.dispose()

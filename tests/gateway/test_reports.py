@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.accounting.ledger import Record
+from gateway.accounting.record import Record
 from gateway.storage.models import Feedback, LedgerEntry
 from tests.gateway.admin_support import (
     BACKENDS,
