@@ -126,9 +126,10 @@ class SqliteDirect:
     per transaction (begin, cursor, execute, fetch, close, commit...), which cost the
     gateway more CPU than the rows themselves."""
 
-    def __init__(self, path: str, dialect: Dialect) -> None:
+    def __init__(self, path: str, dialect: Dialect, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self.dialect = dialect
+        self.busy_timeout_ms = busy_timeout_ms
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="frugate-ledger")
         self._con: sqlite3.Connection | None = None
 
@@ -149,7 +150,7 @@ class SqliteDirect:
     def _connect(self) -> sqlite3.Connection:
         if self._con is None:
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA busy_timeout=5000")
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             con.execute("PRAGMA synchronous=NORMAL")
             self._con = con
         return self._con
@@ -170,7 +171,8 @@ class SqliteDirect:
                     written += len(fresh)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # not when BEGIN itself failed (database locked)
+                con.execute("ROLLBACK")
             raise
         return written
 

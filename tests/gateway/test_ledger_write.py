@@ -3,6 +3,7 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.accounting.ledger import BatchWriter
 from gateway.accounting.ledger_sql import CHUNK_ROWS, SqliteDirect, write_records
 from gateway.accounting.record import Record
 from gateway.storage import connect, create_schema
@@ -94,4 +96,29 @@ async def test_fields_round_trip_and_duplicates_are_written_once(
                                                           ("team1", "big-model")}
     finally:
         await writer.close()
+        await engine.dispose()
+
+
+async def test_a_locked_sqlite_file_delays_the_batch_and_loses_nothing(tmp_path: Path) -> None:
+    engine, sessions = connect(f"sqlite+aiosqlite:///{tmp_path / 'l.db'}")
+    await create_schema(engine)
+    writer = BatchWriter(sessions)
+    assert writer._direct is not None  # a SQLite file: the direct writer
+    writer._direct.busy_timeout_ms = 100
+    blocker = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    try:
+        for i in range(30):
+            writer.add(_full(i))
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await writer.flush()
+        assert len(writer.buffer) == 30 and writer.written == 0
+        blocker.execute("COMMIT")
+        await writer.flush()
+        assert writer.buffer == [] and writer.written == 30
+        async with sessions() as s:
+            assert len((await s.scalars(select(LedgerEntry.request_id))).all()) == 30
+    finally:
+        blocker.close()
+        await writer.stop()
         await engine.dispose()
