@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -34,6 +34,23 @@ class JSONBytes(Response):
         super().__init__(content, status_code=status_code, headers=headers)
 
 
+class _Transport(Protocol):
+    def is_closing(self) -> bool: ...
+
+
+def client_transport(receive: Receive) -> _Transport | None:
+    """The client connection's transport behind uvicorn's `receive`, if that is what it is.
+
+    uvicorn reports a disconnect only when the transport calls connection_lost, and after
+    the client's FIN asyncio first tries to flush what is still buffered: measured in front
+    of the CPU vLLM, the stream went on for 7 s after the hang-up. The transport is closing
+    from the FIN on, so the relay checks that on every chunk.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    # uvloop's transports are not asyncio.BaseTransport subclasses: duck-type it.
+    return transport if callable(getattr(transport, "is_closing", None)) else None
+
+
 class SSEResponse(Response):
     """Streams a relay to the client; a disconnect aborts upstream; settlement always runs."""
 
@@ -51,9 +68,13 @@ class SSEResponse(Response):
         headers += [(k.encode("latin-1"), v.encode("latin-1"))
                     for k, v in self.extra_headers.items()]
         watcher = asyncio.ensure_future(self._watch(receive))
+        client = client_transport(receive)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             async for data in self.relay:
+                if client is not None and client.is_closing() and not self.relay.client_gone:
+                    await self.relay.client_disconnected()
+                    continue
                 try:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
                 except OSError:

@@ -153,9 +153,10 @@ def _hang_up_early(gw: GatewayServer, key: str, vllm_server: VLLMServer,
 
 def test_client_disconnect_aborts_in_vllm_and_is_billed(
         gw: GatewayServer, key: str, vllm_server: VLLMServer) -> None:
-    """Known race (open): in about 1 run in 4 on this box the gateway notices the client's
-    hang-up only when vLLM has finished the whole answer (vLLM alone always sees a hang-up
-    within 0.05 s). So up to 3 attempts: one must abort within 1 s and bill what was streamed.
+    """Known race (open, docs/reliability.md): in about 1 module run in 3 on this box one
+    hang-up is seen seconds late, while the gateway's event loop thread sits in a syscall (this
+    harness shares one process and two cores with the test client and a CPU-bound vLLM).
+    So up to 3 attempts: one must abort within 1 s and bill what was streamed.
     """
     limit = vllm_server.max_model_len - 100  # nearly the whole context: it decodes fast
     tries = []
