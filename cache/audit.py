@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from cache.data import Pair
+from cache.data import Pair, normal_text
 
 __all__ = ["LabelClass", "audit_labels", "exact_tier", "needed_precision", "wilson"]
 
@@ -108,6 +108,6 @@ def exact_tier(pairs: list[Pair]) -> tuple[int, int]:
     """What the exact tier of `frugate cache eval` serves on these pairs, without a
     model: (hits, duplicate pairs caught). A query hits when its text, up to
     whitespace, is some entry's; such a hit is always right."""
-    entries = {" ".join(p.a.split()) for p in pairs}
-    hits = [p for p in pairs if " ".join(p.b.split()) in entries]
+    entries = {normal_text(p.a) for p in pairs}
+    hits = [p for p in pairs if normal_text(p.b) in entries]
     return len(hits), sum(p.duplicate for p in hits)

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Pair", "duplicate_clusters", "load_pairs", "same_question", "split_of", "split_pairs"]
+__all__ = ["Pair", "duplicate_clusters", "load_pairs", "normal_text", "same_question", "split_of",
+           "split_pairs"]
 
 SPLITS = {"train": range(0, 60), "calib": range(60, 80), "dev": range(80, 100)}
 
@@ -90,11 +91,16 @@ def duplicate_clusters(pairs: Iterable[Pair]) -> dict[str, str]:
     return {t: find(t) for t in parent}
 
 
+def normal_text(text: str) -> str:
+    """Text up to whitespace: what the exact tier treats as the same request text."""
+    return " ".join(text.split())
+
+
 def same_question(query: str, cached: str, clusters: dict[str, str]) -> bool:
     """Whether returning `cached`'s answer for `query` is right according to the labels:
     the same text (up to whitespace) or linked by duplicate labels. Anything else —
     including pairs the labels say nothing about — counts as wrong."""
-    if " ".join(query.split()) == " ".join(cached.split()):
+    if normal_text(query) == normal_text(cached):
         return True
     rq, rc = clusters.get(query), clusters.get(cached)
     return rq is not None and rq == rc

@@ -17,9 +17,9 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.accounting.ledger_sql import CHUNK_ROWS, SqliteDirect, write_records
-from gateway.accounting.record import Record, rollup
+from gateway.accounting.record import Record
 
-__all__ = ["CHUNK_ROWS", "BatchWriter", "Record", "rollup", "write_records"]
+__all__ = ["BatchWriter"]
 
 log = logging.getLogger("frugate.ledger")
 

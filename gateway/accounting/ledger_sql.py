@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,26 +66,31 @@ def _time_binders(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any
     return binders[0], binders[1]
 
 
-def _ledger_params(records: Sequence[Record], dialect: Dialect) -> list[Any]:
+_row_of = operator.attrgetter(*_LEDGER_COLS)
+_TS, _FINISHED = _LEDGER_COLS.index("ts"), _LEDGER_COLS.index("finished_at")
+
+
+def _insert_statement(chunk: Sequence[Record], dialect: Dialect) -> tuple[str, list[Any]]:
+    """The ledger INSERT for a chunk and its parameters, in the table's column order."""
     stamp, _ = _time_binders(dialect)
-    out: list[Any] = []
-    for r in records:
-        out += (r.request_id, stamp(r.ts), stamp(r.finished_at or r.ts), r.tenant_id, r.team_id,
-                r.key_id, r.end_user, r.endpoint, r.requested_model, r.pool, r.served_model,
-                r.cache_status, r.rag_used, r.route_decision, r.route_score, r.prompt_tokens,
-                r.cached_tokens, r.completion_tokens, r.cost_micros, r.baseline_micros,
-                r.latency_ms, r.ttft_ms, r.status, r.error_type)
-    return out
+    params: list[Any] = []
+    for r in chunk:
+        row = list(_row_of(r))
+        row[_FINISHED] = stamp(r.finished_at or r.ts)
+        row[_TS] = stamp(r.ts)
+        params += row
+    return _insert_sql(dialect.name, "ledger", len(chunk)), params
 
 
-def _rollup_params(records: Sequence[Record], dialect: Dialect) -> tuple[int, list[Any]]:
+def _rollup_statement(fresh: Sequence[Record], dialect: Dialect) -> tuple[str, list[Any]]:
+    """The rollup upsert adding the newly inserted records to the daily sums."""
     _, day = _time_binders(dialect)
-    rows = rollup(records)
-    out: list[Any] = []
+    rows = rollup(fresh)
+    params: list[Any] = []
     for row in rows:
-        out.append(day(row["day"]))
-        out += (row[k] for k in _ROLLUP_KEYS[1:] + SUMS)
-    return len(rows), out
+        params.append(day(row["day"]))
+        params += (row[k] for k in _ROLLUP_KEYS[1:] + SUMS)
+    return _insert_sql(dialect.name, "ledger_daily", len(rows)), params
 
 
 def _chunks(records: Sequence[Record]) -> Iterator[dict[str, Record]]:
@@ -108,15 +114,13 @@ async def write_records(sessions: async_sessionmaker[AsyncSession],
     written = 0
     async with engine.begin() as conn:
         for by_id in _chunks(records):
-            chunk = list(by_id.values())
-            sql = _insert_sql(dialect.name, "ledger", len(chunk))
-            new_ids = await conn.exec_driver_sql(sql, tuple(_ledger_params(chunk, dialect)))
-            fresh = [by_id[rid] for rid in new_ids.scalars().all()]
-            if not fresh:
-                continue
-            n, params = _rollup_params(fresh, dialect)
-            await conn.exec_driver_sql(_insert_sql(dialect.name, "ledger_daily", n), tuple(params))
-            written += len(fresh)
+            sql, params = _insert_statement(list(by_id.values()), dialect)
+            new_ids = (await conn.exec_driver_sql(sql, tuple(params))).scalars().all()
+            fresh = [by_id[rid] for rid in new_ids]
+            if fresh:
+                sql, params = _rollup_statement(fresh, dialect)
+                await conn.exec_driver_sql(sql, tuple(params))
+                written += len(fresh)
     return written
 
 
@@ -161,13 +165,11 @@ class SqliteDirect:
         con.execute("BEGIN IMMEDIATE")
         try:
             for by_id in _chunks(records):
-                chunk = list(by_id.values())
-                sql = _insert_sql("sqlite", "ledger", len(chunk))
-                new_ids = con.execute(sql, _ledger_params(chunk, self.dialect)).fetchall()
-                fresh = [by_id[row[0]] for row in new_ids]
+                sql, params = _insert_statement(list(by_id.values()), self.dialect)
+                fresh = [by_id[row[0]] for row in con.execute(sql, params).fetchall()]
                 if fresh:
-                    n, params = _rollup_params(fresh, self.dialect)
-                    con.execute(_insert_sql("sqlite", "ledger_daily", n), params)
+                    sql, params = _rollup_statement(fresh, self.dialect)
+                    con.execute(sql, params)
                     written += len(fresh)
             con.execute("COMMIT")
         except BaseException:
