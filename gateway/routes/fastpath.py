@@ -33,7 +33,11 @@ _PASSED = frozenset({b"authorization", b"x-frugate-cache-control", b"traceparent
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """`req_` + 12 hex digits of the time in ms + 12 random hex digits.
+
+    Time first, so ids sort by arrival: the ledger's primary-key index then grows at its end
+    instead of touching a random page per row (a 25-row SQLite transaction wrote ~37 pages)."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
 
 
 async def serve(state: State, scope: Scope, receive: Receive, endpoint: str,
