@@ -172,11 +172,17 @@ class RoutingPolicy(_Model):
     allow_degrade: bool = True
     # Prefer small once a team has used this fraction of its budget (None: never).
     prefer_small_above_budget: float | None = Field(default=None, gt=0, le=1)
+    # Hold `large_share` on live traffic: the threshold follows the last `track_window` scores
+    # (traffic unlike the calibration data otherwise gets a very different share).
+    track_share: bool = False
+    track_window: int = Field(default=2000, ge=64, le=1_000_000)
 
     @model_validator(mode="after")
     def _one_knob(self) -> RoutingPolicy:
         if (self.large_share is None) == (self.quality is None):
             raise ValueError("set exactly one of large_share or quality")
+        if self.track_share and self.large_share is None:
+            raise ValueError("track_share needs large_share (a quality target needs labels)")
         return self
 
 

@@ -3,18 +3,23 @@
 The router scores the request's last user turn (its shared embedding plus cheap text
 features); the policy compares the score with its calibrated threshold and applies the
 overrides: context overflow -> large, an unhealthy or saturated pool -> the other one (if the
-policy allows degrading), a team near its budget -> small (if configured).
+policy allows degrading), a team near its budget -> small (if configured). A `large_share`
+policy with `track_share` moves its threshold with the live scores, so the share holds on
+traffic that does not look like the calibration data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gateway.accounting.periods import period_bounds
 from gateway.config import RoutingPolicy
 from gateway.upstream.pool import Pool
-from router import Policy, Router
+from router import OnlineThreshold, Policy, Router
 
 if TYPE_CHECKING:
     from gateway.pipeline import Job
@@ -31,6 +36,16 @@ class Routing:
                                   quality=c.quality, allow_degrade=c.allow_degrade,
                                   prefer_small_near_budget=c.prefer_small_above_budget is not None)
             for c in configs}
+        self.trackers: dict[str, OnlineThreshold] = {
+            c.name: OnlineThreshold(c.large_share, self.policies[c.name].threshold,
+                                    window=c.track_window)
+            for c in configs if c.track_share and c.large_share is not None}
+        state.metrics.add_collector(self._thresholds)
+
+    def threshold(self, name: str) -> float:
+        """The threshold `name` applies now (its tracker's, if it tracks its share)."""
+        tracker = self.trackers.get(name)
+        return tracker.threshold if tracker is not None else self.policies[name].threshold
 
     async def decide(self, job: Job, vector: Any) -> Pool:
         cfg = job.target.policy
@@ -45,12 +60,22 @@ class Routing:
                           small_ctx=small.config.max_context,
                           small_healthy=small.healthy and not small.saturated(),
                           large_healthy=large.healthy and not large.saturated(),
-                          near_budget=near)
+                          near_budget=near, threshold=self.threshold(cfg.name))
+        if (tracker := self.trackers.get(cfg.name)) is not None:
+            tracker.observe(float(score))
         rec = job.record
         rec.route_decision = f"{cfg.name}:{d.tier}:{d.reason}"
         rec.route_score = round(float(score), 6)
         self.state.metrics.routes.labels(cfg.name, d.pool, d.reason).inc()
         return pools[d.pool]
+
+    def _thresholds(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily("frugate_route_threshold",
+                              "Score at or above which a policy picks its large pool.",
+                              labels=["policy", "tracked"])
+        for name in self.policies:
+            g.add_metric([name, str(name in self.trackers).lower()], self.threshold(name))
+        yield g
 
     async def _near_budget(self, job: Job, cfg: RoutingPolicy) -> bool:
         """Has the caller's team used `prefer_small_above_budget` of its spend budget?"""

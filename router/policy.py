@@ -135,9 +135,13 @@ class Policy:
         small_healthy: bool = True,
         large_healthy: bool = True,
         near_budget: bool = False,
+        threshold: float | None = None,
     ) -> Decision:
-        """Pick a pool for one request. `*_healthy=False` also covers a saturated pool."""
-        tier: Tier = "large" if score >= self.threshold else "small"
+        """Pick a pool for one request. `*_healthy=False` also covers a saturated pool;
+        `threshold` replaces the calibrated one (e.g. an `OnlineThreshold`'s)."""
+        if threshold is None:
+            threshold = self.threshold
+        tier: Tier = "large" if score >= threshold else "small"
         reason = "score_above_threshold" if tier == "large" else "score_below_threshold"
         if near_budget and self.prefer_small_near_budget and tier == "large":
             tier, reason = "small", "near_budget"
@@ -155,7 +159,7 @@ class Policy:
         ):
             tier, reason = "small", "large_unavailable_degraded"
         pool = self.large_pool if tier == "large" else self.small_pool
-        return Decision(pool=pool, tier=tier, reason=reason, score=score, threshold=self.threshold)
+        return Decision(pool=pool, tier=tier, reason=reason, score=score, threshold=threshold)
 
 
 DEFAULT_POLICIES: dict[str, dict[str, Any]] = {

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -37,6 +38,8 @@ def routed(embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             {"name": "always-large", "small": "small", "large": "large", "large_share": 1.0},
             {"name": "strict-large", "small": "small", "large": "large", "large_share": 1.0,
              "allow_degrade": False},
+            {"name": "tracked", "small": "small", "large": "large", "large_share": 0.3,
+             "track_share": True, "track_window": 64},
         ]})
     try:
         with GatewayServer(settings, embedder) as gw:
@@ -98,6 +101,33 @@ def test_auto_sends_a_minority_of_exam_questions_to_large(
     share = routes["large"] / sum(routes.values())
     # Calibrated for 30% large on mixed calibration data; exam questions must not all go large.
     assert 0.05 <= share <= 0.6, routes
+
+
+# Coding tasks score far above the pooled calibration data: a fixed 30% threshold sends
+# every one of them to large.
+CODE_TASKS = [f"Write a python function to {verb} a list of {kind}."
+              for verb in ("sort", "reverse", "sum", "deduplicate", "flatten", "rotate", "count",
+                           "merge")
+              for kind in ("integers", "strings", "tuples", "floats", "dates")]
+
+
+def test_a_tracked_share_holds_on_traffic_unlike_the_calibration_data(
+        routed: tuple[GatewayServer, Any]) -> None:
+    gw, _ = routed
+    key = gw.make_key(tenant="r5")
+    fixed = Counter(_ask(gw, key, "auto", p).headers["x-frugate-route"] for p in CODE_TASKS)
+    assert fixed["large"] >= 0.9 * len(CODE_TASKS), fixed  # what tracking corrects
+    calibrated = gw.state.routing.threshold("tracked")
+    fresh = {"x-frugate-cache-control": "no-cache"}  # a cache hit is not routed
+    for p in CODE_TASKS + CODE_TASKS[:24]:  # 64 scores: the tracker's first window
+        _ask(gw, key, "tracked", p, extra_headers=fresh)
+    assert gw.state.routing.threshold("tracked") > calibrated
+    tracked = Counter(_ask(gw, key, "tracked", p, extra_headers=fresh).headers["x-frugate-route"]
+                      for p in CODE_TASKS)
+    share = tracked["large"] / len(CODE_TASKS)
+    assert 0.2 <= share <= 0.4, tracked
+    metrics = httpx.get(gw.base_url.removesuffix("/v1") + "/metrics").text
+    assert 'frugate_route_threshold{policy="tracked",tracked="true"}' in metrics
 
 
 def test_context_overflow_goes_large(routed: tuple[GatewayServer, Any]) -> None:

@@ -110,8 +110,19 @@ def test_neighbour_block_single_row_matches_batch(
     xs = d.inputs()[:20]
     batch = knn.transform(xs)
     single = np.vstack([knn.transform([x]) for x in xs])
-    np.testing.assert_allclose(single, batch, atol=1e-5)
-    assert batch.shape == (20, 9)
+    assert batch.shape == single.shape == (20, 9)
+    # The single-row path (einsum) and the batch path (BLAS) sum in different orders, so a
+    # neighbour tied within float rounding at the k-th place may differ; elsewhere they agree.
+    sims = np.sort(knn.project(np.stack([x.embedding for x in xs])) @ knn.bank.T)[:, ::-1]
+    checked = 0
+    for row in range(len(xs)):
+        for j, k in enumerate(knn.ks):
+            if k < sims.shape[1] and sims[row, k - 1] - sims[row, k] < 1e-5:
+                continue
+            np.testing.assert_allclose(single[row, 3 * j:3 * j + 3],
+                                       batch[row, 3 * j:3 * j + 3], atol=1e-5)
+            checked += 1
+    assert checked >= 50  # of 60: ties are rare
     whole = batch[:, 6:9]  # k = everything: the bank's mean qualities
     np.testing.assert_allclose(whole[:, 0], np.float16(d.small).mean(), atol=1e-3)
 
