@@ -8,6 +8,7 @@
     6 cache          exact, then semantic lookup in the caller's scope (key includes chunk ids)
     7 route          explicit model -> its pool; routing policy -> the router picks small/large
     8 dispatch       a replica of the pool (power of two choices), retried before the first byte
+      (8b cascade)   a cascade policy's small answer, if unsure, is replaced by large's
     9 relay          the upstream JSON or stream, passed through
    10 settle         hold -> actual cost, ledger row, cache store (on every exit path)
 """
@@ -23,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway import cascade
 from gateway.accounting.record import Record
+from gateway.cascade import Check
 from gateway.catalog import Target
 from gateway.errors import ClientClosed, ContextTooLong, FrugateError, InvalidRequest
 from gateway.overload import Slot
@@ -87,6 +90,7 @@ class Job:
     pool: Pool | None = None
     dispatched_at: float = 0.0
     overhead_ms: float | None = None
+    cascade: Check | None = None  # set by the route stage when small's answer gets checked
 
 
 class Pipeline:
@@ -125,6 +129,9 @@ class Pipeline:
                     job.pool, _PATHS[call.endpoint], self._upstream_body(job), tap=call.tap,
                     stream=job.req.stream, settings=s.settings.upstream,
                     request_id=call.request_id)
+            if job.cascade is not None:
+                with t.stage("cascade"):
+                    opened = await cascade.review(s, job, opened)  # 8b cascade
         except BaseException as exc:
             await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
             raise
@@ -136,10 +143,12 @@ class Pipeline:
         """One atomic step: RPM/TPM windows and a budget hold sized for the worst case."""
         s = self.s
         extra = s.grounding.token_allowance(job) if s.grounding is not None else 0
+        both = cascade.may_cascade(job)  # a cascade may pay for small and large
         estimate = s.meter.estimate([p.name for p in job.target.candidates(s.catalog)],
-                                    job.prompt_tokens + extra, job.max_output)
+                                    job.prompt_tokens + extra, job.max_output, all_of=both)
+        tokens = job.prompt_tokens + extra + job.max_output
         return await s.meter.admit(job.principal, job.call.request_id, estimate,
-                                   job.prompt_tokens + extra + job.max_output)
+                                   tokens * 2 if both else tokens)
 
     async def _vector(self, job: Job) -> Any:
         """The request's one embedding, computed on first use and shared by every stage."""
@@ -208,6 +217,8 @@ class Pipeline:
         body.pop("frugate", None)
         assert job.pool is not None
         body["model"] = job.pool.model
+        if job.cascade is not None:
+            job.cascade.ask_logprobs(body)
         if job.req.stream:
             opts = dict(body.get("stream_options") or {})
             opts["include_usage"] = True  # always: billing needs the usage chunk

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gateway.accounting.periods import period_bounds
+from gateway.cascade import Check, may_cascade
 from gateway.config import RoutingPolicy
 from gateway.upstream.pool import Pool
 from router import OnlineThreshold, Policy, Router
@@ -66,7 +67,11 @@ class Routing:
         rec = job.record
         rec.route_decision = f"{cfg.name}:{d.tier}:{d.reason}"
         rec.route_score = round(float(score), 6)
-        self.state.metrics.routes.labels(cfg.name, d.pool, d.reason).inc()
+        if d.reason == "score_below_threshold" and may_cascade(job):
+            assert cfg.cascade_min_logprob is not None
+            job.cascade = Check(cfg.cascade_min_logprob, large)  # counted once checked
+        else:
+            self.state.metrics.routes.labels(cfg.name, d.pool, d.reason).inc()
         return pools[d.pool]
 
     def _thresholds(self) -> Iterator[Metric]:

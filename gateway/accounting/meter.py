@@ -40,10 +40,13 @@ class Meter:
         """The pool's price: an admin override if set, else the configured one."""
         return self.directory.prices.get(pool) or self.config_prices.get(pool, FREE)
 
-    def estimate(self, pools: Iterable[str], prompt_tokens: int, max_output: int) -> int:
-        """Upper bound in micro-dollars over the pools the request may end up on."""
+    def estimate(self, pools: Iterable[str], prompt_tokens: int, max_output: int,
+                 *, all_of: bool = False) -> int:
+        """Upper bound in micro-dollars over the pools the request may end up on (`all_of`:
+        the request may call each of them, as a cascade does)."""
         prompt = int(prompt_tokens * PROMPT_MARGIN) + 8
-        return max((self.price(p).cost(prompt, max_output) for p in pools), default=0)
+        costs = [self.price(p).cost(prompt, max_output) for p in pools]
+        return sum(costs) if all_of else max(costs, default=0)
 
     async def admit(self, principal: Principal, request_id: str, micros: int,
                     tokens: int) -> Ticket:
@@ -57,7 +60,7 @@ class Meter:
         if record.cache_status == "hit":
             record.cost_micros = self.cache_price.cost(p, c, cached)
         elif record.pool is not None:
-            record.cost_micros = self.price(record.pool).cost(p, c, cached)
+            record.cost_micros = self.price(record.pool).cost(p, c, cached) + record.cascade_micros
         base_pool = self.baseline_pool or record.pool
         record.baseline_micros = self.price(base_pool).cost(p, c, cached) if base_pool else 0
         saving = max(0, record.baseline_micros - record.cost_micros)
@@ -81,7 +84,8 @@ class Meter:
         if ticket is not None:
             try:
                 pending = self.admission.settle(
-                    ticket, record.cost_micros, record.prompt_tokens + record.completion_tokens,
+                    ticket, record.cost_micros,
+                    record.prompt_tokens + record.completion_tokens + record.cascade_tokens,
                     record.to_json() if self.admission.durable_events else None)
             except Exception:
                 log.exception("settlement of %s failed; the hold expires on its own",

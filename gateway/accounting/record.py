@@ -38,6 +38,9 @@ class Record:
     ttft_ms: float | None = None
     status: str = "ok"
     error_type: str | None = None
+    cascade_micros: int = 0  # a cascade's discarded small answer, included in cost_micros
+    # Not stored in the ledger row: that answer's tokens (counted against TPM limits).
+    cascade_tokens: int = 0
     # Not stored in the ledger row, used for rollups: savings split by cause.
     cache_savings_micros: int = 0
     routing_savings_micros: int = 0

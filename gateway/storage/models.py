@@ -123,6 +123,9 @@ class LedgerEntry(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32))
     error_type: Mapped[str | None] = mapped_column(String(64))
+    # A cascade's discarded small answer (routing policies with cascade_min_logprob): its
+    # cost, already included in cost_micros.
+    cascade_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DailyRollup(Base):

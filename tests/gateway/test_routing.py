@@ -22,11 +22,32 @@ from workers.sim.process import SimServer
 DATA = Path(__file__).resolve().parents[1] / "data" / "mmlu_sample.csv"
 
 
+# Set by `routed`: a cascade threshold between two seeds' answers, measured on the simulator.
+CASCADE: dict[str, Any] = {}
+CASCADE_TEXT = "Name a prime number."
+
+
+def _seed_logprobs(sim: SimServer) -> dict[int, float]:
+    """The small simulator's mean token logprob for CASCADE_TEXT, per seed."""
+    out = {}
+    for seed in range(1, 13):
+        r = httpx.post(sim.url + "/v1/chat/completions", timeout=10, json={
+            "model": "sim-small", "max_tokens": 8, "seed": seed, "logprobs": True,
+            "messages": [{"role": "user", "content": CASCADE_TEXT}]})
+        values = [t["logprob"] for t in r.json()["choices"][0]["logprobs"]["content"]]
+        out[seed] = sum(values) / len(values)
+    return out
+
+
 @pytest.fixture(scope="module")
 def routed(embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[GatewayServer, dict[str, SimServer]]]:
     sims = {n: SimServer(model=f"sim-{n}", profile="fast", max_model_len=ctx).start()
             for n, ctx in (("small", 2048), ("large", 8192))}
+    means = sorted(_seed_logprobs(sims["small"]).items(), key=lambda kv: kv[1])
+    (low, low_mean), (high, high_mean) = means[0], means[-1]
+    assert high_mean - low_mean > 0.05, means  # seeds give answers of different confidence
+    CASCADE.update(low_seed=low, high_seed=high, threshold=(low_mean + high_mean) / 2)
     settings = settings_for(
         [pool("small", sims["small"].url, max_context=2048),
          pool("large", sims["large"].url, max_context=8192,
@@ -40,6 +61,8 @@ def routed(embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
              "allow_degrade": False},
             {"name": "tracked", "small": "small", "large": "large", "large_share": 0.3,
              "track_share": True, "track_window": 64},
+            {"name": "cascade", "small": "small", "large": "large", "large_share": 0.0,
+             "cascade_min_logprob": CASCADE["threshold"]},
         ]})
     try:
         with GatewayServer(settings, embedder) as gw:
@@ -130,6 +153,42 @@ def test_a_tracked_share_holds_on_traffic_unlike_the_calibration_data(
     assert 'frugate_route_threshold{policy="tracked",tracked="true"}' in metrics
 
 
+def test_cascade_escalates_an_unsure_small_answer_and_bills_both(
+        routed: tuple[GatewayServer, Any]) -> None:
+    gw, _ = routed
+    key = gw.make_key(tenant="r6")
+    fresh = {"x-frugate-cache-control": "no-cache"}
+    sure = _ask(gw, key, "cascade", CASCADE_TEXT, seed=CASCADE["high_seed"], extra_headers=fresh)
+    assert sure.headers["x-frugate-route"] == "small"
+    assert sure.parse().choices[0].logprobs is None  # asked by the gateway, not the client
+    unsure = _ask(gw, key, "cascade", CASCADE_TEXT, seed=CASCADE["low_seed"],
+                  extra_headers=fresh)
+    assert unsure.headers["x-frugate-route"] == "large"
+    assert unsure.parse().model == "sim-large"
+    asked = _ask(gw, key, "cascade", CASCADE_TEXT, seed=CASCADE["high_seed"], logprobs=True,
+                 extra_headers=fresh)
+    assert asked.parse().choices[0].logprobs.content  # the client's own request is kept
+    with openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) as c:
+        streamed = c.chat.completions.with_raw_response.create(
+            model="cascade", max_tokens=8, seed=CASCADE["low_seed"], stream=True,
+            messages=[{"role": "user", "content": CASCADE_TEXT}], extra_headers=fresh)
+        assert streamed.headers["x-frugate-route"] == "small"  # streams are not cascaded
+        assert "".join(ch.choices[0].delta.content or "" for ch in streamed.parse()
+                       if ch.choices)
+    gw.call(gw.state.ledger.flush())
+    rows = {r["request_id"]: r for r in gw.call(_ledger(gw))}
+    accepted = rows[sure.headers["x-frugate-request-id"]]
+    escalated = rows[unsure.headers["x-frugate-request-id"]]
+    assert accepted["route_decision"] == "cascade:small:cascade_accepted"
+    assert accepted["cascade_micros"] == 0
+    assert escalated["route_decision"] == "cascade:large:cascade_escalated"
+    assert escalated["pool"] == "large"
+    large_cost = escalated["prompt_tokens"] * 10 + escalated["completion_tokens"] * 20
+    assert escalated["cascade_micros"] > 0
+    assert escalated["cost_micros"] == pytest.approx(large_cost + escalated["cascade_micros"],
+                                                     abs=1)
+
+
 def test_context_overflow_goes_large(routed: tuple[GatewayServer, Any]) -> None:
     gw, _ = routed
     key = gw.make_key(tenant="r3")
@@ -174,5 +233,23 @@ async def _ledger(gw: GatewayServer) -> list[dict[str, Any]]:
 
     async with gw.state.sessions() as s:
         rows = (await s.scalars(select(LedgerEntry))).all()
-    return [{c: getattr(r, c) for c in ("route_decision", "route_score", "cost_micros",
-                                         "baseline_micros")} for r in rows]
+    return [{c: getattr(r, c) for c in (
+        "request_id", "route_decision", "route_score", "cost_micros", "baseline_micros",
+        "cascade_micros", "pool", "prompt_tokens", "completion_tokens")} for r in rows]
+
+
+def test_a_cascade_holds_budget_for_both_calls() -> None:
+    from gateway.accounting.memory import MemoryAdmission
+    from gateway.accounting.meter import Meter
+    from gateway.accounting.prices import ModelPrice
+    from gateway.config import Price
+    from gateway.tenancy.directory import Directory
+
+    prices = {"small": ModelPrice.from_config(Price(input=1, output=2)),
+              "large": ModelPrice.from_config(Price(input=10, output=20))}
+    meter = Meter(MemoryAdmission(hold_ttl_s=60), Directory(), sink=set(), config_prices=prices,
+                  baseline_pool="large")
+    either = meter.estimate(["small", "large"], 100, 50)
+    both = meter.estimate(["small", "large"], 100, 50, all_of=True)
+    assert either == meter.estimate(["large"], 100, 50)
+    assert both == either + meter.estimate(["small"], 100, 50)
