@@ -35,9 +35,19 @@ def gw(vllm_server: VLLMServer, embedder: Any,
           "replicas": [{"url": vllm_server.base_url, "speculative": True}], **common},
          # A pool whose served-model name vLLM does not know: its 404 must come back normalised.
          {"name": "misnamed", "model": "no-such-model", "replicas": [vllm_server.base_url],
-          **common}],
+          **common},
+         # The same server priced as a large model: the far end of the cascade policies.
+         {"name": "tiny-large", "model": vllm_server.model, "replicas": [vllm_server.base_url],
+          **common, "price": {"input": 10, "output": 20}}],
         tmp_path_factory.mktemp("vllm-gw"), cache={"enabled": False},
-        upstream={"scrape_interval_s": 0.2})
+        upstream={"scrape_interval_s": 0.2},
+        # Score says small for everything; the cascade then checks vLLM's own logprobs. Random
+        # weights answer at about -10 per token: below 0 always, above -1e9 always.
+        routing={"policies": [
+            {"name": "cascade-up", "small": "tiny", "large": "tiny-large", "large_share": 0.0,
+             "cascade_min_logprob": 0.0},
+            {"name": "cascade-stay", "small": "tiny", "large": "tiny-large", "large_share": 0.0,
+             "cascade_min_logprob": -1e9}]})
     with GatewayServer(settings, embedder) as server:
         yield server
 
@@ -195,3 +205,19 @@ def test_replica_metrics_and_speculation_are_scraped(
     replica = gw.state.pools["tiny"].replicas[0]
     assert replica.scraped_at > 0 and replica.kv_usage >= 0
 
+
+def test_cascade_reads_vllms_logprobs(client: openai.OpenAI, gw: GatewayServer) -> None:
+    stay = client.chat.completions.with_raw_response.create(
+        model="cascade-stay", messages=MESSAGES, max_tokens=8)
+    assert stay.headers["x-frugate-route"] == "tiny"
+    assert stay.parse().choices[0].logprobs is None  # the gateway asked, the client did not
+    up = client.chat.completions.with_raw_response.create(
+        model="cascade-up", messages=MESSAGES, max_tokens=8)
+    assert up.headers["x-frugate-route"] == "tiny-large"
+    kept = _ledger_row(gw, stay.headers["x-frugate-request-id"])
+    escalated = _ledger_row(gw, up.headers["x-frugate-request-id"])
+    assert kept.route_decision == "cascade-stay:small:cascade_accepted"
+    assert kept.cascade_micros == 0
+    assert escalated.route_decision == "cascade-up:large:cascade_escalated"
+    assert escalated.cascade_micros > 0
+    assert escalated.cost_micros > escalated.cascade_micros
