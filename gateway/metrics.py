@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -104,11 +105,18 @@ class AccessLog:
     """One JSON line per request, written straight to the `frugate.access` logger's handlers.
 
     The same line the logging machinery would produce, without building a LogRecord per
-    request (measurable at 1,000 requests/s). Falls back to `logging` for other handlers.
+    request (measurable at 1,000 requests/s). Lines go out together at most `FLUSH_S` after
+    the first of them (or every `MAX_LINES`): stderr is line-buffered, and a write per
+    request was ~6% of the event loop at c=16. Falls back to `logging` for other handlers.
     """
+
+    FLUSH_S = 0.02
+    MAX_LINES = 256
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def enabled(self) -> bool:
@@ -124,8 +132,28 @@ class AccessLog:
         line = orjson.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
                              + f".{int(now % 1 * 1000):03d}Z", "level": "info",
                              "logger": self.logger.name, **fields}) + b"\n"
-        for stream in streams:
-            stream.write(line.decode())
+        self._pending.append(line.decode())
+        if len(self._pending) >= self.MAX_LINES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to flush later: write now
+                self.flush()
+            else:
+                self._timer = loop.call_later(self.FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the pending lines (shutdown calls this too)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        for stream in _json_streams(self.logger) or ():
+            stream.write(text)
 
 
 def _json_streams(logger: logging.Logger) -> list[Any] | None:

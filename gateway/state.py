@@ -235,4 +235,5 @@ async def close_state(state: State) -> None:
         state.grounding.close()
     state.embedder.close()
     await asyncio.to_thread(state.tracer.close)  # flushes spans still batched
+    state.metrics.access_log.flush()
     await state.engine.dispose()
