@@ -31,10 +31,15 @@ class Pair:
 def load_pairs(path: str | Path) -> list[Pair]:
     pairs = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
                 pairs.append(Pair(str(row["a"]), str(row["b"]), int(row["duplicate"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f'{path} line {n}: expected {{"a", "b", "duplicate"}} '
+                                 f"({type(exc).__name__}: {exc})") from None
     return pairs
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from gateway.cli import budgets, cache, keys, rag, report, router, serve, sim, worker
@@ -26,4 +29,12 @@ app.command("report")(report.report)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except (ValueError, OSError) as exc:
+        # Bad input files (missing, unreadable, wrong columns, broken JSON): say what is
+        # wrong, not where in our code it was noticed. FRUGATE_DEBUG=1 shows the traceback.
+        if os.environ.get("FRUGATE_DEBUG"):
+            raise
+        print(f"error: {exc} (FRUGATE_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)

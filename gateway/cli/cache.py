@@ -23,9 +23,22 @@ Delta = Annotated[float, typer.Option(help="False-hit budget (δ) of the verifie
 EmbedCache = Annotated[Path | None, typer.Option(help="Directory to cache embeddings in.")]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, fields: tuple[str, ...] = ("id", "text")) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, each an object with `fields`; ValueError names the bad line."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or any(f not in row for f in fields):
+                raise ValueError(f"{path} line {n}: expected an object with "
+                                 + ", ".join(f'"{f}"' for f in fields))
+            rows.append(row)
+    return rows
 
 
 def _embedder(embed_cache: Path | None) -> Any:
