@@ -62,6 +62,7 @@ def main() -> None:
     policy = r.policy("auto", "small", "large", large_share=0.3)
     prompts = _prompts(args.data, args.n)
     embs = _embeddings(prompts, real=not args.random_embeddings)
+    router.single_threaded_blas()  # as the gateway does (gateway/routing.py)
     for p, e in zip(prompts[:50], embs[:50], strict=True):  # warm-up
         policy.decide(r.score(p, e))
 

@@ -20,7 +20,7 @@ from gateway.accounting.periods import period_bounds
 from gateway.cascade import Check, may_cascade
 from gateway.config import RoutingPolicy
 from gateway.upstream.pool import Pool
-from router import OnlineThreshold, Policy, Router
+from router import OnlineThreshold, Policy, Router, single_threaded_blas
 
 if TYPE_CHECKING:
     from gateway.pipeline import Job
@@ -31,6 +31,7 @@ class Routing:
     def __init__(self, router: Router, configs: list[RoutingPolicy], state: State) -> None:
         self.router = router
         self.state = state
+        single_threaded_blas()  # the kNN gemv must not wait for BLAS threads under load
         self.configs = {c.name: c for c in configs}
         self.policies: dict[str, Policy] = {
             c.name: router.policy(c.name, c.small, c.large, large_share=c.large_share,

@@ -2,6 +2,7 @@
 
 Runtime surface (numpy only; no torch or sklearn import):
 
+    single_threaded_blas()                       # once, in a latency-sensitive server
     router = load_default()                      # the shipped artifact
     score = router.score(text, embedding)        # higher = more need for the large model
     # text: the last user message, in full; embedding: the shared MiniLM vector of
@@ -24,7 +25,7 @@ from router.policy import (
     Policy,
     policies_from_config,
 )
-from router.router import Router, default_artifact_path, load_default
+from router.router import Router, default_artifact_path, load_default, single_threaded_blas
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -43,5 +44,6 @@ __all__ = [
     "read_outcomes",
     "read_prompts",
     "routing_curve",
+    "single_threaded_blas",
     "split_of",
 ]

@@ -95,3 +95,15 @@ class Router:
 def load_default() -> Router:
     """The router shipped in the package."""
     return Router.load(default_artifact_path())
+
+
+def single_threaded_blas() -> None:
+    """Limit numpy's BLAS to one thread for the rest of the process.
+
+    One request's kNN product is a BLAS gemv over the whole bank (~0.1 ms). With BLAS
+    threads, each call waits until every helper thread has been scheduled, which costs
+    milliseconds on a busy host. A latency-sensitive server calls this once at startup.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # stays in force (not used as a context)
