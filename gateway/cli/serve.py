@@ -41,6 +41,10 @@ def check_config(
     for pol in s.routing.policies:
         knob = f"large_share={pol.large_share}" if pol.large_share is not None \
             else f"quality={pol.quality}"
+        if pol.track_share:
+            knob += f" (tracked over {pol.track_window} scores)"
+        if pol.cascade_min_logprob is not None:
+            knob += f", cascade below mean logprob {pol.cascade_min_logprob}"
         typer.echo(f"  routing policy {pol.name}: {pol.small} | {pol.large}, {knob}")
     typer.echo(f"  state: {'redis ' + s.redis_url if s.redis_url else 'in-process'}; "
                f"database: {s.sqlalchemy_url.split('@')[-1]}")
