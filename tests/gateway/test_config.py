@@ -50,3 +50,23 @@ def test_bad_policies_are_refused_naming_file_and_field(
         _load(tmp_path, policy)
     assert str(tmp_path / "frugate.yaml") in str(info.value)
     assert message in str(info.value)
+
+
+def test_check_config_describes_pools_and_policies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    path = tmp_path / "frugate.yaml"
+    path.write_text(BASE.format(data=tmp_path, policy=(
+        "{name: auto, small: small, large: large, large_share: 0.3, track_share: true, "
+        "cascade_min_logprob: -0.7}")))
+    res = CliRunner().invoke(app, ["check-config", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "pool small: model m-small, 1 replica(s), context 4096" in res.output
+    assert ("routing policy auto: small | large, large_share=0.3 (tracked over 2000 scores), "
+            "cascade below mean logprob -0.7") in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.format(data=tmp_path, policy="{name: q, small: small, large: large}"))
+    res = CliRunner().invoke(app, ["check-config", str(bad)])
+    assert res.exit_code != 0
