@@ -238,7 +238,7 @@ class Stage:
             self.span.set_attribute("error.type", error)
             self.span.set_status(api.Status(api.StatusCode.ERROR, error))
         self.span.end()
-        if self.name == "dispatch" and exc is None:
+        if self.name in ("dispatch", "cascade") and exc is None:  # the relay starts after
             t.dispatched_ns = time.time_ns()
         if self.name == "admit" and exc is None:
             t.admitted = True
