@@ -207,12 +207,12 @@ def _print_report(rep: EvalReport, by_source: bool) -> None:
         typer.echo(f"{c.name:<10}{c.apgr:>8.4f}" + "".join(f"{v:>10.3f}" for v in c.cpt))
     if rep.policies:
         typer.echo(
-            f"\n{'policy':<14}{'target':<20}{'threshold':>10}{'large share':>13}"
+            f"\n{'policy':<22}{'target':<20}{'threshold':>10}{'large share':>13}"
             f"{'quality':>10}{'PGR':>8}"
         )
         for p in rep.policies:
             typer.echo(
-                f"{p.name:<14}{p.target:<20}{p.threshold:>10.4f}{p.large_share:>13.3f}"
+                f"{p.name:<22}{p.target:<20}{p.threshold:>10.4f}{p.large_share:>13.3f}"
                 f"{p.quality:>10.4f}{p.pgr:>8.3f}"
             )
     if by_source and rep.by_source:
