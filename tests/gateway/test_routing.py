@@ -44,27 +44,27 @@ def routed(embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[GatewayServer, dict[str, SimServer]]]:
     sims = {n: SimServer(model=f"sim-{n}", profile="fast", max_model_len=ctx).start()
             for n, ctx in (("small", 2048), ("large", 8192))}
-    means = sorted(_seed_logprobs(sims["small"]).items(), key=lambda kv: kv[1])
-    (low, low_mean), (high, high_mean) = means[0], means[-1]
-    assert high_mean - low_mean > 0.05, means  # seeds give answers of different confidence
-    CASCADE.update(low_seed=low, high_seed=high, threshold=(low_mean + high_mean) / 2)
-    settings = settings_for(
-        [pool("small", sims["small"].url, max_context=2048),
-         pool("large", sims["large"].url, max_context=8192,
-              price={"input": 10.0, "output": 20.0})],
-        tmp_path_factory.mktemp("routing"),
-        routing={"baseline_pool": "large", "policies": [
-            {"name": "auto", "small": "small", "large": "large", "large_share": 0.3},
-            {"name": "always-small", "small": "small", "large": "large", "large_share": 0.0},
-            {"name": "always-large", "small": "small", "large": "large", "large_share": 1.0},
-            {"name": "strict-large", "small": "small", "large": "large", "large_share": 1.0,
-             "allow_degrade": False},
-            {"name": "tracked", "small": "small", "large": "large", "large_share": 0.3,
-             "track_share": True, "track_window": 64},
-            {"name": "cascade", "small": "small", "large": "large", "large_share": 0.0,
-             "cascade_min_logprob": CASCADE["threshold"]},
-        ]})
     try:
+        means = sorted(_seed_logprobs(sims["small"]).items(), key=lambda kv: kv[1])
+        (low, low_mean), (high, high_mean) = means[0], means[-1]
+        assert high_mean - low_mean > 0.05, means  # seeds give answers of different confidence
+        CASCADE.update(low_seed=low, high_seed=high, threshold=(low_mean + high_mean) / 2)
+        settings = settings_for(
+            [pool("small", sims["small"].url, max_context=2048),
+             pool("large", sims["large"].url, max_context=8192,
+                  price={"input": 10.0, "output": 20.0})],
+            tmp_path_factory.mktemp("routing"),
+            routing={"baseline_pool": "large", "policies": [
+                {"name": "auto", "small": "small", "large": "large", "large_share": 0.3},
+                {"name": "always-small", "small": "small", "large": "large", "large_share": 0.0},
+                {"name": "always-large", "small": "small", "large": "large", "large_share": 1.0},
+                {"name": "strict-large", "small": "small", "large": "large", "large_share": 1.0,
+                 "allow_degrade": False},
+                {"name": "tracked", "small": "small", "large": "large", "large_share": 0.3,
+                 "track_share": True, "track_window": 64},
+                {"name": "cascade", "small": "small", "large": "large", "large_share": 0.0,
+                 "cascade_min_logprob": CASCADE["threshold"]},
+            ]})
         with GatewayServer(settings, embedder) as gw:
             yield gw, sims
     finally:
