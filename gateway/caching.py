@@ -30,12 +30,10 @@ from cache import (
     hit_response,
     parse_controls,
     request_keys,
-    sse_chunks,
 )
 from gateway.config import Cache as CacheSettings
 from gateway.errors import InvalidRequest
-from gateway.responses import JSONBytes
-from gateway.sse import frame
+from gateway.responses import JSONBytes, replay_sse
 
 if TYPE_CHECKING:
     from gateway.pipeline import Job
@@ -118,21 +116,11 @@ class Caching:
         saved = job.record.baseline_micros
         self.cache.metrics.record_saving(saved, job.record.prompt_tokens
                                          + job.record.completion_tokens)
-        extra = {"citations": job.citations} if job.citations is not None else None
         if not job.req.stream:
-            if extra is not None:
-                body["frugate"] = extra
+            if job.citations is not None:
+                body["frugate"] = {"citations": job.citations}
             return JSONBytes(orjson.dumps(body), headers=headers)
-        opts = job.req.stream_options
-        frames = sse_chunks(body, include_usage=bool(opts and opts.include_usage),
-                            chunk_chars=64)
-        if extra is not None:  # like a relayed stream: citations ride a final chunk
-            frames.insert(len(frames) - 1, frame({
-                "id": body["id"], "object": "chat.completion.chunk",
-                "created": body.get("created", 0), "model": body.get("model"), "choices": [],
-                "frugate": extra}))
-        return Response(b"".join(frames), media_type="text/event-stream",
-                        headers={**headers, "cache-control": "no-cache"})
+        return replay_sse(job, body, headers)
 
     def store(self, job: Job, payload: dict[str, Any]) -> None:
         """Remember a finished non-streamed answer (in the background)."""

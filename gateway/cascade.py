@@ -1,10 +1,12 @@
 """Pipeline stage 8b for routing policies with `cascade_min_logprob`: check small's answer.
 
-A non-streamed chat request that the router sends to the small pool is answered by small
+A chat request that the router sends to the small pool is answered by small, not streamed,
 with token logprobs. If the answer's mean token logprob is below the policy's
-`cascade_min_logprob`, the large pool answers instead and the request pays both calls (the
-ledger row's `cascade_micros` holds small's share of `cost_micros`). Logprobs the client did
-not ask for are removed from what it gets. If the large call fails, small's answer stands.
+`cascade_min_logprob`, the large pool answers instead (streamed if the client asked) and the
+request pays both calls (the ledger row's `cascade_micros` holds small's share of
+`cost_micros`). An accepted answer goes to a streaming client as a replayed SSE stream, so its
+first byte waits for small's whole answer. Logprobs the client did not ask for are removed.
+If the large call fails, small's answer stands.
 """
 
 from __future__ import annotations
@@ -30,17 +32,23 @@ class Check:
     min_logprob: float
     large: Pool
     forced: bool = False  # the gateway, not the client, asked for logprobs
+    stream_options: Any = None  # the streaming client's, kept for large's call
+    replay: bool = False  # small's answer goes to a streaming client as replayed SSE
 
-    def ask_logprobs(self, body: dict[str, Any]) -> None:
+    def prepare(self, body: dict[str, Any]) -> None:
+        """Small's request: logprobs on, not streamed (the answer is checked whole)."""
         if not body.get("logprobs"):
             body["logprobs"] = self.forced = True
+        if body.get("stream"):
+            body["stream"] = False
+            self.stream_options = body.pop("stream_options", None)
 
 
 def may_cascade(job: Job) -> bool:
     """Could this request's policy cascade? (Admission then holds for both calls.)"""
     policy = job.target.policy
     return (policy is not None and policy.cascade_min_logprob is not None
-            and job.call.endpoint == "chat" and not job.req.stream)
+            and job.call.endpoint == "chat")
 
 
 def mean_logprob(payload: Any) -> float | None:
@@ -73,10 +81,13 @@ async def review(state: State, job: Job, opened: Opened) -> Opened:
         body = dict(job.body, model=check.large.model)
         if check.forced:
             body.pop("logprobs", None)
+        if job.req.stream:
+            body["stream"], body["stream_options"] = True, check.stream_options
         try:
             larger = await open_request(
                 check.large, "/v1/chat/completions", orjson.dumps(body), tap=job.call.tap,
-                stream=False, settings=state.settings.upstream, request_id=job.call.request_id)
+                stream=job.req.stream, settings=state.settings.upstream,
+                request_id=job.call.request_id)
         except FrugateError:
             verdict = "cascade_large_failed"  # small's answer is better than none
         else:
@@ -89,6 +100,7 @@ async def review(state: State, job: Job, opened: Opened) -> Opened:
     else:
         verdict = "cascade_unchecked" if mean is None else "cascade_accepted"
     _record(state, job, policy.name, "small", verdict)
+    check.replay = job.req.stream
     if check.forced and isinstance(payload, dict):
         for choice in payload.get("choices") or ():
             if isinstance(choice, dict):

@@ -176,8 +176,8 @@ class RoutingPolicy(_Model):
     # (traffic unlike the calibration data otherwise gets a very different share).
     track_share: bool = False
     track_window: int = Field(default=2000, ge=64, le=1_000_000)
-    # Cascade: a non-streamed chat request the score sends to small is answered by small with
-    # logprobs; if the answer's mean token logprob is below this, large answers instead (and
+    # Cascade: a chat request the score sends to small is answered by small (whole, with
+    # logprobs); if the answer's mean token logprob is below this, large answers instead (and
     # the request pays both calls). None: no cascade.
     cascade_min_logprob: float | None = Field(default=None, le=0)
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.responses import Response
 
 from gateway import cascade
 from gateway.accounting.record import Record
@@ -38,7 +39,7 @@ from gateway.protocol import (
 )
 from gateway.protocol.common import SamplingFields
 from gateway.relay import StreamOutcome, StreamRelay
-from gateway.responses import JSONBytes, SSEResponse
+from gateway.responses import JSONBytes, SSEResponse, replay_sse
 from gateway.tenancy import Principal, authenticate
 from gateway.tokens import count_messages, count_text
 from gateway.tracing import OFF
@@ -127,7 +128,7 @@ class Pipeline:
             with t.stage("dispatch"):
                 opened = await open_request(  # 8 dispatch
                     job.pool, _PATHS[call.endpoint], self._upstream_body(job), tap=call.tap,
-                    stream=job.req.stream, settings=s.settings.upstream,
+                    stream=job.req.stream and job.cascade is None, settings=s.settings.upstream,
                     request_id=call.request_id)
             if job.cascade is not None:
                 with t.stage("cascade"):
@@ -135,8 +136,8 @@ class Pipeline:
         except BaseException as exc:
             await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
             raise
-        if job.req.stream:  # 9 relay (+ 10 settle when the stream ends)
-            return self._relay_stream(job, ticket, opened)
+        if job.req.stream and not (job.cascade and job.cascade.replay):  # 9 relay
+            return self._relay_stream(job, ticket, opened)  # (+ 10 settle when it ends)
         return await self._relay_json(job, ticket, opened)
 
     async def _admit(self, job: Job) -> Any:
@@ -217,17 +218,17 @@ class Pipeline:
         body.pop("frugate", None)
         assert job.pool is not None
         body["model"] = job.pool.model
-        if job.cascade is not None:
-            job.cascade.ask_logprobs(body)
         if job.req.stream:
             opts = dict(body.get("stream_options") or {})
             opts["include_usage"] = True  # always: billing needs the usage chunk
             body["stream_options"] = opts
+        if job.cascade is not None:
+            job.cascade.prepare(body)  # small answers whole, with logprobs
         return orjson.dumps(body)
 
     # -- relay + settle -------------------------------------------------------------------
 
-    async def _relay_json(self, job: Job, ticket: Any, opened: Opened) -> JSONBytes:
+    async def _relay_json(self, job: Job, ticket: Any, opened: Opened) -> Response:
         upstream_s = time.perf_counter() - job.dispatched_at
         raw = opened.body
         try:
@@ -245,6 +246,9 @@ class Pipeline:
         await self._settle(job, ticket)
         if self.s.caching is not None and isinstance(payload, dict):
             self.s.caching.store(job, payload)
+        if job.req.stream and isinstance(payload, dict):  # a cascade's accepted answer
+            payload.pop("frugate", None)  # citations ride their own chunk there
+            return replay_sse(job, payload, self._headers(job, cost=True))
         return JSONBytes(raw, headers=self._headers(job, cost=True))
 
     def _relay_stream(self, job: Job, ticket: Any, opened: Opened) -> SSEResponse:

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import FrugateError
 from gateway.relay import StreamRelay
+from gateway.sse import frame
 
 log = logging.getLogger("frugate.relay")
 
@@ -22,6 +23,23 @@ def render_error(err: FrugateError, state: Any = None) -> JSONBytes:
     if state is not None and err.status_code in (401, 429, 503):
         state.metrics.rejected.labels(err.type).inc()
     return JSONBytes(err.json(), status_code=err.status_code, headers=err.headers())
+
+
+def replay_sse(job: Any, body: dict[str, Any], headers: Mapping[str, str]) -> Response:
+    """A finished chat completion as a well-formed SSE stream (a cache hit, or a cascade's
+    accepted answer, for a client that asked to stream): usage only if the client asked;
+    citations ride a final chunk, as on a relayed stream."""
+    from cache.sse import sse_chunks  # here: the cache package loads faiss
+
+    opts = job.req.stream_options
+    frames = sse_chunks(body, include_usage=bool(opts and opts.include_usage), chunk_chars=64)
+    if job.citations is not None:
+        frames.insert(len(frames) - 1, frame({
+            "id": body.get("id"), "object": "chat.completion.chunk",
+            "created": body.get("created", 0), "model": body.get("model"), "choices": [],
+            "frugate": {"citations": job.citations}}))
+    return Response(b"".join(frames), media_type="text/event-stream",
+                    headers={**headers, "cache-control": "no-cache"})
 
 
 class JSONBytes(Response):

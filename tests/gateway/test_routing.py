@@ -168,13 +168,22 @@ def test_cascade_escalates_an_unsure_small_answer_and_bills_both(
     asked = _ask(gw, key, "cascade", CASCADE_TEXT, seed=CASCADE["high_seed"], logprobs=True,
                  extra_headers=fresh)
     assert asked.parse().choices[0].logprobs.content  # the client's own request is kept
+    streamed_ids = {}
     with openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) as c:
-        streamed = c.chat.completions.with_raw_response.create(
-            model="cascade", max_tokens=8, seed=CASCADE["low_seed"], stream=True,
-            messages=[{"role": "user", "content": CASCADE_TEXT}], extra_headers=fresh)
-        assert streamed.headers["x-frugate-route"] == "small"  # streams are not cascaded
-        assert "".join(ch.choices[0].delta.content or "" for ch in streamed.parse()
-                       if ch.choices)
+        for seed, route, model in ((CASCADE["low_seed"], "large", "sim-large"),
+                                   (CASCADE["high_seed"], "small", "sim-small")):
+            streamed = c.chat.completions.with_raw_response.create(
+                model="cascade", max_tokens=8, seed=seed, stream=True,
+                stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": CASCADE_TEXT}], extra_headers=fresh)
+            # Escalated: large's live stream. Accepted: small's answer replayed as SSE.
+            assert streamed.headers["x-frugate-route"] == route
+            chunks = list(streamed.parse())
+            assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+            assert {ch.model for ch in chunks} == {model}
+            assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+            assert all(ch.choices[0].logprobs is None for ch in chunks if ch.choices)
+            streamed_ids[route] = streamed.headers["x-frugate-request-id"]
     gw.call(gw.state.ledger.flush())
     rows = {r["request_id"]: r for r in gw.call(_ledger(gw))}
     accepted = rows[sure.headers["x-frugate-request-id"]]
@@ -187,6 +196,10 @@ def test_cascade_escalates_an_unsure_small_answer_and_bills_both(
     assert escalated["cascade_micros"] > 0
     assert escalated["cost_micros"] == pytest.approx(large_cost + escalated["cascade_micros"],
                                                      abs=1)
+    streamed_up, streamed_kept = rows[streamed_ids["large"]], rows[streamed_ids["small"]]
+    assert streamed_up["route_decision"] == "cascade:large:cascade_escalated"
+    assert streamed_up["cascade_micros"] > 0 and streamed_up["completion_tokens"] > 0
+    assert streamed_kept["route_decision"] == "cascade:small:cascade_accepted"
 
 
 def test_context_overflow_goes_large(routed: tuple[GatewayServer, Any]) -> None:
