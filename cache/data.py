@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Pair", "duplicate_clusters", "load_pairs", "normal_text", "same_question", "split_of",
-           "split_pairs"]
+__all__ = ["Pair", "duplicate_clusters", "load_pairs", "normal_text", "read_jsonl",
+           "same_question", "split_of", "split_pairs"]
 
 SPLITS = {"train": range(0, 60), "calib": range(60, 80), "dev": range(80, 100)}
 
@@ -28,18 +29,30 @@ class Pair:
     duplicate: int
 
 
-def load_pairs(path: str | Path) -> list[Pair]:
-    pairs = []
+def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; each must be an object with `fields`.
+    Anything else is a ValueError naming the file and the line."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                pairs.append(Pair(str(row["a"]), str(row["b"]), int(row["duplicate"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f'{path} line {n}: expected {{"a", "b", "duplicate"}} '
-                                 f"({type(exc).__name__}: {exc})") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or any(f not in row for f in fields):
+                raise ValueError(f"{path} line {n}: expected an object with "
+                                 + ", ".join(f'"{f}"' for f in fields))
+            yield n, row
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    pairs = []
+    for n, row in read_jsonl(path, ("a", "b", "duplicate")):
+        try:
+            pairs.append(Pair(str(row["a"]), str(row["b"]), int(row["duplicate"])))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f'{path} line {n}: "duplicate" must be 0 or 1 ({exc})') from None
     return pairs
 
 

@@ -19,6 +19,7 @@ import orjson
 
 from gateway.errors import FrugateError
 from gateway.upstream import Opened, Pool, open_request
+from gateway.usage import usage_counts
 
 if TYPE_CHECKING:
     from gateway.pipeline import Job
@@ -33,7 +34,6 @@ class Check:
     large: Pool
     forced: bool = False  # the gateway, not the client, asked for logprobs
     stream_options: Any = None  # the streaming client's, kept for large's call
-    replay: bool = False  # small's answer goes to a streaming client as replayed SSE
 
     def prepare(self, body: dict[str, Any]) -> None:
         """Small's request: logprobs on, not streamed (the answer is checked whole)."""
@@ -74,10 +74,7 @@ async def review(state: State, job: Job, opened: Opened) -> Opened:
         payload = None
     mean = mean_logprob(payload)
     if mean is not None and mean < check.min_logprob and isinstance(payload, dict):
-        usage = payload.get("usage") or {}
-        prompt, completion = int(usage.get("prompt_tokens") or 0), \
-            int(usage.get("completion_tokens") or 0)
-        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        prompt, completion, cached = usage_counts(payload.get("usage") or {})
         body = dict(job.body, model=check.large.model)
         if check.forced:
             body.pop("logprobs", None)
@@ -100,7 +97,6 @@ async def review(state: State, job: Job, opened: Opened) -> Opened:
     else:
         verdict = "cascade_unchecked" if mean is None else "cascade_accepted"
     _record(state, job, policy.name, "small", verdict)
-    check.replay = job.req.stream
     if check.forced and isinstance(payload, dict):
         for choice in payload.get("choices") or ():
             if isinstance(choice, dict):

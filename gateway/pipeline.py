@@ -45,7 +45,7 @@ from gateway.tokens import count_messages, count_text
 from gateway.tracing import OFF
 from gateway.upstream import Opened, Pool, open_request
 from gateway.upstream.transport import Tap
-from gateway.usage import count_partial
+from gateway.usage import count_partial, usage_counts
 
 if TYPE_CHECKING:
     from gateway.state import State
@@ -136,9 +136,9 @@ class Pipeline:
         except BaseException as exc:
             await self._settle(job, ticket, error=exc)  # 10 settle (releases the hold)
             raise
-        if job.req.stream and not (job.cascade and job.cascade.replay):  # 9 relay
-            return self._relay_stream(job, ticket, opened)  # (+ 10 settle when it ends)
-        return await self._relay_json(job, ticket, opened)
+        if opened.streaming:  # 9 relay (+ 10 settle when the stream ends)
+            return self._relay_stream(job, ticket, opened)
+        return await self._relay_json(job, ticket, opened)  # replayed as SSE if asked
 
     async def _admit(self, job: Job) -> Any:
         """One atomic step: RPM/TPM windows and a budget hold sized for the worst case."""
@@ -343,7 +343,4 @@ _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
 
 def _take_usage(rec: Record, usage: dict[str, Any]) -> None:
-    rec.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    rec.completion_tokens = int(usage.get("completion_tokens") or 0)
-    details = usage.get("prompt_tokens_details") or {}
-    rec.cached_tokens = int(details.get("cached_tokens") or 0)
+    rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens = usage_counts(usage)

@@ -1,7 +1,6 @@
-"""Token counts for responses that ended without a usage report (aborts, broken streams).
-
-Counted with the upstream's own tokenizer (vLLM's /tokenize on a replica of the same pool),
-falling back to tiktoken when no replica answers.
+"""Token counts of a response: from its usage report, or, for responses that ended without
+one (aborts, broken streams), counted with the upstream's own tokenizer (vLLM's /tokenize on
+a replica of the same pool), falling back to tiktoken when no replica answers.
 """
 
 from __future__ import annotations
@@ -17,6 +16,13 @@ from gateway.upstream.replica import Replica
 
 log = logging.getLogger("frugate.usage")
 TOKENIZE_TIMEOUT_S = 2.0
+
+
+def usage_counts(usage: dict[str, Any]) -> tuple[int, int, int]:
+    """(prompt, completion, cached prompt) tokens of an OpenAI `usage` object."""
+    details = usage.get("prompt_tokens_details") or {}
+    return (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+            int(details.get("cached_tokens") or 0))
 
 
 async def count_partial(pool: Pool, replica: Replica | None, body: dict[str, Any], text: str,

@@ -23,22 +23,10 @@ Delta = Annotated[float, typer.Option(help="False-hit budget (δ) of the verifie
 EmbedCache = Annotated[Path | None, typer.Option(help="Directory to cache embeddings in.")]
 
 
-def _read_jsonl(path: Path, fields: tuple[str, ...] = ("id", "text")) -> list[dict[str, Any]]:
-    """Rows of a JSONL file, each an object with `fields`; ValueError names the bad line."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or any(f not in row for f in fields):
-                raise ValueError(f"{path} line {n}: expected an object with "
-                                 + ", ".join(f'"{f}"' for f in fields))
-            rows.append(row)
-    return rows
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from cache.data import read_jsonl
+
+    return [row for _, row in read_jsonl(path, ("id", "text"))]
 
 
 def _embedder(embed_cache: Path | None) -> Any:

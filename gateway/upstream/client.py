@@ -48,6 +48,11 @@ class Opened:
     _iter: AsyncIterator[bytes] | None = field(default=None, repr=False)
     _released: bool = field(default=False, repr=False)
 
+    @property
+    def streaming(self) -> bool:
+        """An SSE stream still to relay (else `body` is the whole answer)."""
+        return self._iter is not None
+
     async def chunks(self) -> AsyncIterator[bytes]:
         if self.body:
             yield self.body
